@@ -1,0 +1,1 @@
+"""Load tests and the media helpers shared with the test suite."""

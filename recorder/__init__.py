@@ -1,0 +1,1 @@
+"""Sabaq's recorder: a subscriber that muxes forwarded packets to disk (in progress)."""

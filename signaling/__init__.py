@@ -1,0 +1,1 @@
+"""Sabaq's control plane: identity, lessons, permissions, footprint, HTTP (in progress)."""
