@@ -157,6 +157,11 @@ class Participant:
         media = [m for m in parsed.media if m.kind in ("audio", "video")]
         if not media:
             raise NegotiationError("offer has no audio or video m-line")
+        for m in media:
+            if m.dtls is None or not m.dtls.fingerprints:
+                raise NegotiationError(f"m-line mid={m.rtp.muxId!r}: DTLS fingerprint is missing")
+            if m.ice is None or not m.ice.usernameFragment or not m.ice.password:
+                raise NegotiationError(f"m-line mid={m.rtp.muxId!r}: ICE ufrag or password is missing")
         declared: dict[str, Source] = {}
         for m in media:
             if m.direction not in ("sendrecv", "sendonly"):
@@ -172,6 +177,12 @@ class Participant:
                 raise NegotiationError(f"source {source} must be {source.kind}, mid={mid!r} is {m.kind}")
             if source not in self.allowed_sources:
                 raise NotAllowed(f"participant {self.id} may not publish {source}")
+            offered = {c.mimeType.lower() for c in m.rtp.codecs}
+            acceptable = self._sfu.config.codecs(m.kind)
+            if not offered & {c.lower() for c in acceptable}:
+                raise NegotiationError(
+                    f"mid={mid!r}: the offer has none of the codecs {', '.join(acceptable)}"
+                )
             if source in declared.values():
                 raise NegotiationError(f"source {source} is declared twice")
             existing = next((t for t in self.tracks.values() if t.source == source), None)

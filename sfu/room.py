@@ -170,7 +170,7 @@ class Room:
 
     def _track_ended(self, track: InboundTrack, reason: str) -> None:
         self.tracks.pop(track.id, None)
-        self.sfu._published.discard(track)
+        self.sfu._track_ended(track)
         for participant in self.participants.values():
             participant.unsubscribe(track.id)
         for subscription in [s for s in self._consumers if s.track is track]:

@@ -133,6 +133,10 @@ class Sfu:
         if self.rooms.get(room.id) is room and not room.participants and not room.tracks:
             del self.rooms[room.id]
 
+    def _track_ended(self, track: InboundTrack) -> None:
+        self._published.discard(track)
+        self._estimators.pop(track, None)
+
     def participants(self) -> Iterable[Any]:
         for room in self.rooms.values():
             yield from room.participants.values()
@@ -159,6 +163,8 @@ class Sfu:
 
     def _send_nacks(self, now: float) -> None:
         for track in self._published:
+            if track.keyframe_pending:
+                track.flush_keyframe_request()
             nack = track.nack
             if nack is None or not len(nack):
                 continue
@@ -191,8 +197,6 @@ class Sfu:
             bitrate = estimator.update(track.last_fraction_lost)
             packet += rtcp.build_remb(participant.rtcp_ssrc, bitrate, [track.ssrc])
         participant.publisher_transport.send_rtcp(packet)
-        for track in [t for t in self._estimators if t.closed]:
-            del self._estimators[track]
 
     def _report_downstream(self, participant: Any, now: float) -> None:
         transport = participant.subscriber_transport

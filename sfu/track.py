@@ -261,6 +261,7 @@ class InboundTrack:
         self._sr_lsr_time = 0.0
         self.last_fraction_lost = 0.0
         self._last_keyframe_request = -KEYFRAME_INTERVAL
+        self.keyframe_pending = False
         self._fir_seq = 0
         self.on_audio_level: Callable[[int, float], None] | None = None
 
@@ -301,12 +302,18 @@ class InboundTrack:
     # --- upstream feedback -------------------------------------------------
 
     def request_keyframe(self, force: bool = False) -> bool:
-        """Ask the publisher for a keyframe, at most once per KEYFRAME_INTERVAL."""
+        """Ask the publisher for a keyframe, at most once per KEYFRAME_INTERVAL.
+
+        A request inside the interval is deferred, not dropped: the SFU's RTCP
+        clock sends it when the interval has passed (`flush_keyframe_request`).
+        """
         if not self._video or self.ssrc is None or self.closed:
             return False
         now = time.monotonic()
         if not force and now - self._last_keyframe_request < KEYFRAME_INTERVAL:
+            self.keyframe_pending = True
             return False
+        self.keyframe_pending = False
         self._last_keyframe_request = now
         self.counters.keyframe_requests += 1
         if "nack pli" in self.codec.feedback or "ccm fir" not in self.codec.feedback:
@@ -315,6 +322,11 @@ class InboundTrack:
             self._fir_seq = (self._fir_seq + 1) & 0xFF
             packet = rtcp.build_fir(self.rtcp_ssrc, self.ssrc, self._fir_seq)
         return self._send_upstream(packet)
+
+    def flush_keyframe_request(self) -> None:
+        """Send a deferred keyframe request once the rate limit allows it."""
+        if self.keyframe_pending and time.monotonic() - self._last_keyframe_request >= KEYFRAME_INTERVAL:
+            self.request_keyframe()
 
     def on_sender_report(self, report: rtcp.SenderReport, now: float) -> None:
         """Keep the publisher's NTP/RTP mapping; subscribers' SRs derive from it."""

@@ -56,6 +56,10 @@ class EventLog:
     def subscribe(self, listener: Callable[[MediaEvent], None]) -> None:
         self._listeners.append(listener)
 
+    def unsubscribe(self, listener: Callable[[MediaEvent], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     async def wait_for(self, predicate: Callable[[MediaEvent], bool], timeout: float = 10.0) -> MediaEvent:
         async with asyncio.timeout(timeout):
             seen = 0
@@ -99,7 +103,12 @@ def _tap_sent(pc: RTCPeerConnection, sink: dict[int, list[Captured]], rtcp_sink:
         dtls._handle_rtcp_data = handle_rtcp
 
 
-def _tap_received(pc: RTCPeerConnection, sink: dict[int, list[Captured]], rtcp_sink: list[Any]) -> None:
+def _tap_received(
+    pc: RTCPeerConnection,
+    sink: dict[int, list[Captured]],
+    rtcp_sink: list[Any],
+    drop: Callable[[Captured], bool] | None = None,
+) -> None:
     for transceiver in pc.getTransceivers():
         dtls = transceiver.receiver.transport
         if getattr(dtls, "_sabaq_tapped", False):
@@ -109,10 +118,11 @@ def _tap_received(pc: RTCPeerConnection, sink: dict[int, list[Captured]], rtcp_s
 
         async def handle_rtp(data: bytes, arrival_time_ms: int, original: Any = original) -> None:
             h = parse_rtp(data)
-            sink[h.ssrc].append(
-                Captured(h.ssrc, h.sequence_number, h.timestamp, h.payload_type,
-                         data[h.payload_start:h.payload_end], dict(h.extensions))
-            )
+            packet = Captured(h.ssrc, h.sequence_number, h.timestamp, h.payload_type,
+                              data[h.payload_start:h.payload_end], dict(h.extensions))
+            if drop is not None and drop(packet):
+                return  # simulated loss between the SFU and this subscriber
+            sink[h.ssrc].append(packet)
             await original(data, arrival_time_ms)
 
         dtls._handle_rtp_data = handle_rtp
@@ -177,6 +187,7 @@ class Subscriber:
     received: dict[int, list[Captured]] = field(default_factory=lambda: defaultdict(list))
     rtcp_received: list[Any] = field(default_factory=list)
     offers: list[SubscriberOffer] = field(default_factory=list)
+    drop: Callable[[Captured], bool] | None = None
     remote_tracks: list[Any] = field(default_factory=list)
     _queue: asyncio.Queue[SubscriberOffer] = field(default_factory=asyncio.Queue)
     _task: asyncio.Task[None] | None = None
@@ -188,6 +199,7 @@ class Subscriber:
             if isinstance(event, SubscriberOffer) and event.participant_id == pid and event.room_id == room:
                 self._queue.put_nowait(event)
 
+        self._on_event = on_event
         self.log.subscribe(on_event)
         for event in self.log.of_type(SubscriberOffer):
             on_event(event)
@@ -204,7 +216,7 @@ class Subscriber:
             self.offers.append(offer)
             await self.pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
             await self.pc.setLocalDescription(await self.pc.createAnswer())
-            _tap_received(self.pc, self.received, self.rtcp_received)
+            _tap_received(self.pc, self.received, self.rtcp_received, self.drop)
             await self.participant.set_subscriber_answer(self.pc.localDescription.sdp)
 
     def packets_for(self, track_id: str) -> list[Captured]:
@@ -217,16 +229,27 @@ class Subscriber:
                             return self.received.get(self._remote_ssrc(mid), [])
         return []
 
-    def _remote_ssrc(self, mid: str) -> int:
+    def rtx_for(self, track_id: str) -> list[Captured]:
+        """Retransmissions (RTX) received for the m-line that carries `track_id`."""
+        for offer in reversed(self.offers):
+            for mid, tid, _, _ in offer.tracks:
+                if tid == track_id:
+                    return self.received.get(self._remote_ssrc(mid, rtx=True), [])
+        return []
+
+    def _remote_ssrc(self, mid: str, rtx: bool = False) -> int:
         desc = self.pc.remoteDescription.sdp.split("\r\nm=")
         for section in desc[1:]:
             if f"a=mid:{mid}\r\n" in section:
                 for line in section.split("\r\n"):
-                    if line.startswith("a=ssrc:"):
+                    if line.startswith("a=ssrc-group:FID") and rtx:
+                        return int(line.split()[2])
+                    if line.startswith("a=ssrc:") and not rtx:
                         return int(line.split()[0].split(":")[1])
         raise KeyError(mid)
 
     async def close(self) -> None:
+        self.log.unsubscribe(self._on_event)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -3,9 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
-from sfu import Sfu, Source, TrackPublished
-from tests.peers import EventLog, Publisher, Subscriber, wait_until
+import pytest
+from aiortc import RTCRtpSender
+from aiortc.mediastreams import MediaStreamError
+
+from loadtests.media import EncodedTrack, cached_clip
+from sfu import (
+    ConnectionStateChanged,
+    NegotiationError,
+    NotAllowed,
+    QualitySample,
+    Sfu,
+    Source,
+    SpeakingChanged,
+    TrackPublished,
+    TrackUnpublished,
+)
+from sfu.codecs import is_keyframe
+from sfu.rtcp import Bye, Nack, Pli, SenderReport, parse_rtcp
+from sfu.rtp import parse_rtp
+from tests.peers import Captured, EventLog, Publisher, Subscriber, peer_connection, wait_until
 
 
 async def test_payloads_arrive_unchanged_at_three_subscribers(sfu: Sfu, log: EventLog) -> None:
@@ -32,3 +52,278 @@ async def test_payloads_arrive_unchanged_at_three_subscribers(sfu: Sfu, log: Eve
     for s in students:
         await s.close()
     await publisher.close()
+
+
+async def _lesson(sfu: Sfu, log: EventLog, students: int = 1, **subscriber: object) -> tuple:
+    room = sfu.room("lesson")
+    teacher = await room.join("teacher", {Source.CAMERA, Source.MICROPHONE})
+    publisher = Publisher(teacher)
+    # aiortc cannot make pre-encoded video honour a PLI; 1 s keyframes bound the wait.
+    publisher.add(Source.CAMERA, keyframe_interval_s=1.0)
+    publisher.add(Source.MICROPHONE)
+    subs = [Subscriber(await room.join(f"s{i}"), log, **subscriber) for i in range(students)]
+    await publisher.publish()
+    video = await log.wait_for(lambda e: isinstance(e, TrackPublished) and e.kind == "video")
+    audio = await log.wait_for(lambda e: isinstance(e, TrackPublished) and e.kind == "audio")
+    return room, teacher, publisher, subs, video, audio
+
+
+async def _close_all(*peers: object) -> None:
+    for peer in peers:
+        await peer.close()  # type: ignore[attr-defined]
+
+
+async def test_late_joiner_gets_keyframe_request_and_starts_on_keyframe(sfu: Sfu, log: EventLog) -> None:
+    room, _, publisher, subs, video, _ = await _lesson(sfu, log)
+    await wait_until(lambda: len(subs[0].packets_for(video.track_id)) > 30)
+    camera = publisher.ssrc_of(Source.CAMERA)
+    plis_before = sum(1 for p in publisher.rtcp_received if isinstance(p, Pli) and p.media_ssrc == camera)
+    late = Subscriber(await room.join("late"), log)
+    await log.wait_for(
+        lambda e: isinstance(e, ConnectionStateChanged)
+        and e.participant_id == "late" and e.state == "connected"
+    )
+    # The request reaches the publisher at once, not at the next report interval.
+    await wait_until(
+        lambda: sum(1 for p in publisher.rtcp_received if isinstance(p, Pli) and p.media_ssrc == camera)
+        > plis_before,
+        timeout=0.6,
+    )
+    await wait_until(lambda: len(late.packets_for(video.track_id)) > 0, timeout=5)
+    first = min(late.packets_for(video.track_id), key=lambda p: p.seq)
+    assert is_keyframe("video/VP8", first.payload)
+    await _close_all(late, *subs, publisher)
+
+
+async def test_subscriber_nacks_are_answered_from_the_cache_with_rtx(sfu: Sfu, log: EventLog) -> None:
+    dropped: set[tuple[int, int]] = set()
+
+    def lose(packet: Captured) -> bool:
+        # Lose every 15th video packet once on the way to the subscriber.
+        key = (packet.ssrc, packet.seq)
+        if packet.payload_type == 97 and packet.seq % 15 == 0 and key not in dropped:
+            dropped.add(key)
+            return True
+        return False
+
+    _, _, publisher, subs, video, _ = await _lesson(sfu, log, drop=lose)
+    track = sfu.room("lesson").track(video.track_id)
+    await wait_until(lambda: len(dropped) >= 5 and track.counters.retransmitted >= 5, timeout=10)
+    repaired = {int.from_bytes(p.payload[:2], "big") for p in subs[0].rtx_for(video.track_id)}
+    lost = {seq for ssrc, seq in dropped}
+    assert lost & repaired, f"no dropped packet was retransmitted: lost={sorted(lost)} rtx={sorted(repaired)}"
+    nacks = [p for p in subs[0].rtcp_received if isinstance(p, Nack)]
+    assert not nacks  # the tap sees what the SFU sends; NACKs go the other way
+    assert sfu.counters.nacks_received > 0
+    await _close_all(*subs, publisher)
+
+
+async def test_upstream_loss_is_nacked_and_repaired_for_students(sfu: Sfu, log: EventLog) -> None:
+    _, _, publisher, subs, video, _ = await _lesson(sfu, log)
+    camera = publisher.ssrc_of(Source.CAMERA)
+    await wait_until(lambda: len(subs[0].packets_for(video.track_id)) > 30)
+    # Drop some of the publisher's video packets before they leave it.
+    dtls = publisher.pc.getTransceivers()[0].sender.transport
+    original = dtls.transport._send
+    lost: list[int] = []
+
+    async def lossy_send(data: bytes) -> None:
+        if data[0] >> 6 == 2 and data[1] & 0x7F == 97 and len(lost) < 5 and int.from_bytes(data[2:4], "big") % 10 == 0:
+            lost.append(int.from_bytes(data[2:4], "big"))
+            return
+        await original(data)
+
+    dtls.transport._send = lossy_send
+    await wait_until(lambda: len(lost) >= 5, timeout=10)
+    await wait_until(lambda: any(isinstance(p, Nack) and p.media_ssrc == camera for p in publisher.rtcp_received), 5)
+    await asyncio.sleep(1.0)
+    sent = {p.seq: p.payload for p in publisher.sent[camera]}
+    got = {p.payload for p in subs[0].packets_for(video.track_id)}
+    repaired = [seq for seq in lost if sent.get(seq) in got]
+    assert repaired, f"none of {lost} reached the student"
+    await _close_all(*subs, publisher)
+
+
+async def test_revoking_a_source_stops_forwarding_at_once(sfu: Sfu, log: EventLog) -> None:
+    _, teacher, publisher, subs, video, audio = await _lesson(sfu, log)
+    await wait_until(lambda: len(subs[0].packets_for(video.track_id)) > 30)
+    revoked = teacher.set_allowed_sources(frozenset({Source.MICROPHONE}))
+    assert revoked == [video.track_id]
+    event = await log.wait_for(lambda e: isinstance(e, TrackUnpublished) and e.track_id == video.track_id)
+    assert event.reason == "revoked"
+    track = sfu.room("lesson").tracks.get(video.track_id)
+    assert track is None  # unpublished synchronously: nothing is forwarded any more
+    await asyncio.sleep(0.2)  # packets already on the loopback socket still arrive
+    count = len(subs[0].packets_for(video.track_id))
+    audio_count = len(subs[0].packets_for(audio.track_id))
+    await asyncio.sleep(1.0)
+    assert len(subs[0].packets_for(video.track_id)) == count
+    assert len(subs[0].packets_for(audio.track_id)) > audio_count + 20
+    with pytest.raises(NotAllowed):
+        await publisher.publish()
+    await _close_all(*subs, publisher)
+
+
+async def test_publisher_leaving_ends_the_track_at_every_subscriber(sfu: Sfu, log: EventLog) -> None:
+    room, _, publisher, subs, video, audio = await _lesson(sfu, log, students=2)
+    await wait_until(lambda: all(len(s.packets_for(video.track_id)) > 10 for s in subs))
+    await wait_until(lambda: all(len(s.remote_tracks) == 2 for s in subs))
+    await room.leave("teacher")
+    for track_id in (video.track_id, audio.track_id):
+        event = await log.wait_for(lambda e, t=track_id: isinstance(e, TrackUnpublished) and e.track_id == t)
+        assert event.reason == "left"
+    for sub in subs:
+        await wait_until(lambda s=sub: len(s.offers) >= 2)
+        last = sub.offers[-1].sdp
+        assert last.count("a=inactive") == 2
+        await wait_until(lambda s=sub: any(isinstance(p, Bye) for p in s.rtcp_received))
+        for remote in sub.remote_tracks:
+            with pytest.raises(MediaStreamError):
+                async with asyncio.timeout(5):
+                    while True:
+                        await remote.recv()
+    await _close_all(*subs, publisher)
+
+
+async def test_a_student_leaving_leaks_no_task_or_connection(sfu: Sfu, log: EventLog) -> None:
+    tasks_before = len(asyncio.all_tasks())
+    room, teacher, publisher, subs, video, _ = await _lesson(sfu, log)
+    await wait_until(lambda: len(subs[0].packets_for(video.track_id)) > 10)
+    student = room.participant("s0")
+    pcs = [weakref.ref(student.subscriber_pc), weakref.ref(teacher.publisher_pc)]
+    await subs[0].close()
+    await room.leave("s0")
+    assert not room.track(video.track_id).downtracks
+    await publisher.close()
+    await room.leave("teacher")
+    assert "lesson" not in sfu.rooms
+    del student, teacher, subs, publisher
+    await asyncio.sleep(0.5)
+    gc.collect()
+    assert [ref() for ref in pcs] == [None, None]
+    assert len(asyncio.all_tasks()) <= tasks_before
+
+
+async def test_bad_offers_are_refused_and_leave_no_connection(sfu: Sfu, log: EventLog) -> None:
+    room = sfu.room("lesson")
+    student = await room.join("student", set())
+    tasks_before = len(asyncio.all_tasks())
+    with pytest.raises(NegotiationError, match="no audio or video"):
+        await student.publish("v=0\r\nthis is not sdp\r\n", {})
+    pc = peer_connection()
+    pc.addTrack(EncodedTrack(cached_clip("vp8")))
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = pc.localDescription.sdp
+    with pytest.raises(NotAllowed, match="may not publish camera"):
+        await student.publish(offer, {"0": Source.CAMERA})
+    with pytest.raises(NegotiationError, match="no source is declared"):
+        await student.publish(offer, {})
+    with pytest.raises(NegotiationError, match="must be audio"):
+        await student.publish(offer, {"0": Source.MICROPHONE})
+    teacher = await room.join("teacher", {Source.CAMERA})
+    vp9_only = offer.replace("VP8/90000", "VP9/90000").replace("H264/90000", "AV1/90000")
+    with pytest.raises(NegotiationError, match="none of the codecs"):
+        await teacher.publish(vp9_only, {"0": Source.CAMERA})
+    no_fingerprint = "\r\n".join(l for l in offer.split("\r\n") if not l.startswith("a=fingerprint"))
+    with pytest.raises(NegotiationError, match="fingerprint"):
+        await teacher.publish(no_fingerprint, {"0": Source.CAMERA})
+    assert student.publisher_pc is None and teacher.publisher_pc is None
+    await pc.close()
+    await asyncio.sleep(0.1)
+    assert len(asyncio.all_tasks()) <= tasks_before
+    with pytest.raises(NegotiationError, match="no subscriber offer"):
+        await student.set_subscriber_answer("v=0\r\n")
+
+
+async def test_speaking_is_detected_from_audio_levels(sfu: Sfu, log: EventLog) -> None:
+    room = sfu.room("lesson")
+    teacher = await room.join("teacher", {Source.MICROPHONE})
+    publisher = Publisher(teacher)
+    mic = publisher.add(Source.MICROPHONE)
+    sender = publisher.pc.getTransceivers()[0].sender
+    next_frame = sender._next_encoded_frame
+
+    async def with_level(codec: object) -> object:
+        # aiortc computes levels only for frames it encodes; these are pre-encoded.
+        frame = await next_frame(codec)
+        if frame is not None:
+            frame.audio_level = -20 if mic.loud_at(frame.timestamp / 48000) else -127
+        return frame
+
+    sender._next_encoded_frame = with_level
+    await publisher.publish()
+    started = await log.wait_for(lambda e: isinstance(e, SpeakingChanged) and e.speaking, 5)
+    stopped = await log.wait_for(lambda e: isinstance(e, SpeakingChanged) and not e.speaking, 5)
+    assert started.participant_id == stopped.participant_id == "teacher"
+    await publisher.close()
+
+
+async def test_an_in_process_consumer_gets_the_packets_students_get(sfu: Sfu, log: EventLog) -> None:
+    room, _, publisher, subs, video, _ = await _lesson(sfu, log)
+
+    class Consumer:
+        def __init__(self) -> None:
+            self.rtp: list[bytes] = []
+            self.rtcp: list[bytes] = []
+            self.ended: str | None = None
+
+        def on_rtp(self, packet: bytes) -> None:
+            self.rtp.append(packet)
+
+        def on_rtcp(self, packet: bytes) -> None:
+            self.rtcp.append(packet)
+
+        def on_ended(self, reason: str) -> None:
+            self.ended = reason
+
+    consumer = Consumer()
+    subscription = room.add_consumer(video.track_id, consumer)
+    await wait_until(lambda: len(consumer.rtp) > 60 and consumer.rtcp, timeout=10)
+    headers = [parse_rtp(p) for p in consumer.rtp]
+    assert {h.ssrc for h in headers} == {subscription.ssrc}
+    seqs = [h.sequence_number for h in headers]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
+    sent = [p.payload for p in publisher.sent[publisher.ssrc_of(Source.CAMERA)]]
+    got = [p[h.payload_start : h.payload_end] for p, h in zip(consumer.rtp, headers, strict=True)]
+    assert is_keyframe("video/VP8", got[0])
+    start = sent.index(got[0])
+    assert got == sent[start : start + len(got)]
+    assert isinstance(parse_rtcp(consumer.rtcp[0])[0], SenderReport)
+    await publisher.close()
+    await room.leave("teacher")
+    assert consumer.ended == "left"
+    await _close_all(*subs)
+
+
+async def test_h264_is_forwarded_and_decodes(sfu: Sfu, log: EventLog) -> None:
+    room = sfu.room("lesson")
+    teacher = await room.join("teacher", {Source.CAMERA})
+    publisher = Publisher(teacher)
+    publisher.add(Source.CAMERA, codec="h264")
+    publisher.pc.getTransceivers()[0].setCodecPreferences(
+        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
+    )
+    student = Subscriber(await room.join("student"), log)
+    await publisher.publish()
+    event = await log.wait_for(lambda e: isinstance(e, TrackPublished))
+    assert event.codec == "H264"
+    await wait_until(lambda: student.remote_tracks, 10)
+    async with asyncio.timeout(10):
+        frame = await student.remote_tracks[0].recv()
+    assert frame.width == 640
+    await _close_all(student, publisher)
+
+
+async def test_quality_samples_report_round_trip_and_bitrate(sfu: Sfu, log: EventLog) -> None:
+    _, _, publisher, subs, _, _ = await _lesson(sfu, log)
+    sample = await log.wait_for(
+        lambda e: isinstance(e, QualitySample) and e.participant_id == "s0" and e.round_trip_ms is not None,
+        timeout=10,
+    )
+    assert sample.downstream_bitrate_bps > 100_000
+    assert 0 <= sample.round_trip_ms < 1000
+    teacher_sample = await log.wait_for(
+        lambda e: isinstance(e, QualitySample) and e.participant_id == "teacher" and e.upstream_bitrate_bps > 0
+    )
+    assert teacher_sample.upstream_loss is not None
+    await _close_all(*subs, publisher)

@@ -1,0 +1,220 @@
+"""Plumbing shared by the benchmark's processes: loopback-only ICE, uvloop, socket
+buffers, a line-based command channel with the parent, and /proc readings.
+
+Every process of the benchmark (SFU or relay server, teacher, students) talks only to
+127.0.0.1: ICE gathers on 127.0.0.1 alone (`loopback_policy`), peer connections have no
+STUN/TURN server (`peer_connection`), and each process exits on its own when its parent
+goes away (`die_with_parent`), when stdin closes, or at its deadline (`run_child`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection
+
+from sfu import IcePolicy
+
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def loopback_policy() -> IcePolicy:
+    """ICE on 127.0.0.1 only; applied process-wide (aioice skips loopback otherwise)."""
+    policy = IcePolicy(host_addresses=["127.0.0.1"], allowed_networks=["127.0.0.0/8"])
+    policy.apply()
+    return policy
+
+
+def peer_connection() -> RTCPeerConnection:
+    """A peer connection without ICE servers: aiortc's default is a public STUN server."""
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+def enlarge_socket_buffers(sock: Any, size: int = SOCKET_BUFFER_BYTES) -> int:
+    """SO_RCVBUF/SO_SNDBUF of `size` (the *FORCE variants first: they pass rmem_max as root).
+
+    Returns the receive buffer the kernel granted (it doubles the requested value)."""
+    for option, force in (
+        (socket.SO_RCVBUF, getattr(socket, "SO_RCVBUFFORCE", None)),
+        (socket.SO_SNDBUF, getattr(socket, "SO_SNDBUFFORCE", None)),
+    ):
+        for opt in (force, option):
+            if opt is None:
+                continue
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, size)
+                break
+            except (OSError, TypeError):
+                continue
+    try:
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    except (OSError, TypeError):
+        return 0
+
+
+def ice_protocols(pc: RTCPeerConnection) -> list[Any]:
+    """The aioice `StunProtocol`s (one UDP socket each) of a gathered peer connection."""
+    seen: list[Any] = []
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.receiver.transport
+        if dtls is None:
+            continue
+        for protocol in dtls.transport._connection._protocols:
+            if all(protocol is not p for p in seen):
+                seen.append(protocol)
+    return seen
+
+
+def enlarge_pc_buffers(pc: RTCPeerConnection) -> list[int]:
+    """Large socket buffers on every UDP socket of a gathered peer connection."""
+    granted = []
+    for protocol in ice_protocols(pc):
+        transport = getattr(protocol, "transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            granted.append(enlarge_socket_buffers(sock))
+    return granted
+
+
+# --- process lifetime --------------------------------------------------------------
+
+
+def die_with_parent() -> None:
+    """Linux: get SIGKILL when the parent dies (and exit now if it already has)."""
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent or parent == 1:
+        os._exit(1)
+
+
+def send(message: dict[str, Any]) -> None:
+    """One JSON line to the parent (stdout is the reply channel; logs go to stderr)."""
+    sys.stdout.write(json.dumps(message, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+async def command_lines() -> asyncio.StreamReader:
+    """stdin as an asyncio stream: the parent's commands, one per line."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+async def serve_commands(handle: Callable[[str], Awaitable[dict[str, Any] | None]]) -> None:
+    """Answer the parent's commands until "quit" or end of stdin (the parent went away)."""
+    reader = await command_lines()
+    while True:
+        line = await reader.readline()
+        if not line:
+            return
+        command = line.decode().strip()
+        if command == "quit":
+            return
+        if not command:
+            continue
+        try:
+            reply = await handle(command)
+        except Exception as exc:  # reported, never fatal: the parent decides
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        if reply is not None:
+            send(reply)
+
+
+def run_child(main: Callable[[], Awaitable[None]], deadline_s: float) -> None:
+    """Run `main` under uvloop; the process ends by itself after `deadline_s` whatever happens."""
+    import uvloop  # noqa: PLC0415 - only the children need it
+
+    die_with_parent()
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+
+    async def bounded() -> None:
+        try:
+            async with asyncio.timeout(deadline_s):
+                await main()
+        except TimeoutError:
+            print(f"deadline of {deadline_s:.0f} s reached, exiting", file=sys.stderr)
+
+    code = 0
+    try:
+        uvloop.run(bounded())
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # aiortc's decoder/encoder threads and half-closed transports must not keep us alive
+        os._exit(code)
+
+
+# --- /proc ------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of a process, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def udp_snmp() -> dict[str, int]:
+    """The Udp counters of /proc/net/snmp (InDatagrams, RcvbufErrors, ...)."""
+    with open("/proc/net/snmp") as f:
+        lines = [line.split() for line in f if line.startswith("Udp:")]
+    if len(lines) < 2:
+        return {}
+    return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:], strict=False)}
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    fd_dir = f"/proc/{pid}/fd"
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(fd_dir):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"{fd_dir}/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    return inodes
+
+
+def udp_socket_drops(pids: Iterable[int]) -> dict[str, int]:
+    """Datagrams the kernel dropped on the UDP sockets of these processes
+    (/proc/net/udp "drops": receive buffer full), and how many sockets they have."""
+    inodes: set[str] = set()
+    for pid in pids:
+        inodes |= _socket_inodes(pid)
+    drops = sockets = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            next(f, None)
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 13 and parts[9] in inodes:
+                    sockets += 1
+                    drops += int(parts[-1])
+    return {"drops": drops, "sockets": sockets}
