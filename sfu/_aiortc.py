@@ -21,6 +21,7 @@ every one of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
@@ -57,12 +58,8 @@ _host_addresses: list[str] | None = None
 
 def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     if _host_addresses is None:
-        return _original_get_host_addresses(use_ipv4, use_ipv6)  # type: ignore[no-any-return]
-    return [
-        a
-        for a in _host_addresses
-        if (use_ipv4 and ":" not in a) or (use_ipv6 and ":" in a)
-    ]
+        return _original_get_host_addresses(use_ipv4, use_ipv6)
+    return [a for a in _host_addresses if (use_ipv4 and ":" not in a) or (use_ipv6 and ":" in a)]
 
 
 aioice.ice.get_host_addresses = _get_host_addresses
@@ -114,7 +111,9 @@ def create_peer_connection(policy: IcePolicy) -> RTCPeerConnection:
     """A peer connection with the policy's ICE servers (none by default), bundled."""
     policy.apply()
     return RTCPeerConnection(
-        RTCConfiguration(iceServers=list(policy.ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        RTCConfiguration(
+            iceServers=list(policy.ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+        )
     )
 
 
@@ -185,7 +184,7 @@ class MediaTransport:
         self._sendto: Callable[[bytes, tuple[str, int]], None] | None = None
         self._protect: Callable[[bytes], bytes] | None = None
         self._protect_rtcp: Callable[[bytes], bytes] | None = None
-        self._addr: tuple[str, int] | None = None
+        self._addr: tuple[str, int] = ("", 0)
         self._closed = False
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -222,10 +221,8 @@ class MediaTransport:
                     try:  # the *FORCE variants pass net.core.rmem_max when privileged
                         sock.setsockopt(socket.SOL_SOCKET, force or option, SOCKET_BUFFER_BYTES)
                     except (OSError, TypeError):
-                        try:
+                        with contextlib.suppress(OSError, TypeError):
                             sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
-                        except (OSError, TypeError):
-                            pass
             if self._policy.allowed_networks is not None:
                 self._filter_sources(protocol)
 

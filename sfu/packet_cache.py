@@ -7,10 +7,14 @@ retransmission that can still arrive in time to be played.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 __all__ = ["PacketCache"]
 
+T = TypeVar("T")
 
-class PacketCache:
+
+class PacketCache(Generic[T]):
     """Fixed-size store of (sequence number -> packet) for the newest packets."""
 
     __slots__ = ("_mask", "_packets", "_seqs")
@@ -20,15 +24,15 @@ class PacketCache:
             raise ValueError("cache size must be a power of two")
         self._mask = size - 1
         self._seqs: list[int] = [-1] * size
-        self._packets: list[bytes | None] = [None] * size
+        self._packets: list[T | None] = [None] * size
 
-    def store(self, seq: int, packet: bytes) -> None:
+    def store(self, seq: int, packet: T) -> None:
         """Keep `packet`, overwriting whatever was 1 cache-size ago."""
         slot = seq & self._mask
         self._seqs[slot] = seq
         self._packets[slot] = packet
 
-    def get(self, seq: int) -> bytes | None:
+    def get(self, seq: int) -> T | None:
         """The packet with this sequence number, if it is still cached."""
         slot = seq & self._mask
         if self._seqs[slot] != seq:

@@ -9,6 +9,7 @@ media packet goes through `sfu.track` instead of aiortc's media layer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -126,7 +127,9 @@ class Participant:
             pc = self.publisher_pc or create_peer_connection(self._sfu.config.ice)
             try:
                 await pc.setRemoteDescription(
-                    RTCSessionDescription(filter_sdp_candidates(offer, self._sfu.config.ice), "offer")
+                    RTCSessionDescription(
+                        filter_sdp_candidates(offer, self._sfu.config.ice), "offer"
+                    )
                 )
                 chosen = self._restrict_codecs(pc, declared)
                 answer = await pc.createAnswer()
@@ -138,7 +141,9 @@ class Participant:
             except Exception as exc:
                 if created:
                     await pc.close()
-                raise NegotiationError(f"cannot answer the offer: {exc or type(exc).__name__}") from exc
+                raise NegotiationError(
+                    f"cannot answer the offer: {exc or type(exc).__name__}"
+                ) from exc
             if self.closed:
                 await pc.close()
                 raise UnknownEntity(f"participant {self.id} has left")
@@ -161,20 +166,26 @@ class Participant:
             if m.dtls is None or not m.dtls.fingerprints:
                 raise NegotiationError(f"m-line mid={m.rtp.muxId!r}: DTLS fingerprint is missing")
             if m.ice is None or not m.ice.usernameFragment or not m.ice.password:
-                raise NegotiationError(f"m-line mid={m.rtp.muxId!r}: ICE ufrag or password is missing")
+                raise NegotiationError(
+                    f"m-line mid={m.rtp.muxId!r}: ICE ufrag or password is missing"
+                )
         declared: dict[str, Source] = {}
         for m in media:
             if m.direction not in ("sendrecv", "sendonly"):
                 continue
             mid = m.rtp.muxId
             if mid not in sources:
-                raise NegotiationError(f"m-line mid={mid!r} ({m.kind}) sends media but no source is declared for it")
+                raise NegotiationError(
+                    f"m-line mid={mid!r} ({m.kind}) sends media but no source is declared for it"
+                )
             try:
                 source = Source(sources[mid])
             except ValueError as exc:
                 raise NegotiationError(f"unknown source {sources[mid]!r} for mid={mid!r}") from exc
             if source.kind != m.kind:
-                raise NegotiationError(f"source {source} must be {source.kind}, mid={mid!r} is {m.kind}")
+                raise NegotiationError(
+                    f"source {source} must be {source.kind}, mid={mid!r} is {m.kind}"
+                )
             if source not in self.allowed_sources:
                 raise NotAllowed(f"participant {self.id} may not publish {source}")
             offered = {c.mimeType.lower() for c in m.rtp.codecs}
@@ -223,13 +234,14 @@ class Participant:
             )
             transceiver._codecs = [primary] + ([rtx] if rtx is not None else [])
             feedback = frozenset(
-                f"{fb.type} {fb.parameter}" if fb.parameter else fb.type for fb in primary.rtcpFeedback
+                f"{fb.type} {fb.parameter}" if fb.parameter else fb.type
+                for fb in primary.rtcpFeedback
             )
             chosen[mid] = Codec(
                 mime_type=primary.mimeType,
                 clock_rate=primary.clockRate,
                 channels=primary.channels,
-                payload_type=primary.payloadType,
+                payload_type=primary.payloadType or 0,
                 rtx_payload_type=rtx.payloadType if rtx is not None else None,
                 parameters=tuple(sorted((str(k), str(v)) for k, v in primary.parameters.items())),
                 feedback=feedback,
@@ -244,7 +256,9 @@ class Participant:
             dtls, self._sfu.config.ice, self._on_publisher_rtp, self._on_publisher_rtcp
         )
 
-    def _sync_tracks(self, offer: str, declared: dict[str, Source], chosen: dict[str, Codec], pc: Any) -> None:
+    def _sync_tracks(
+        self, offer: str, declared: dict[str, Source], chosen: dict[str, Codec], pc: Any
+    ) -> None:
         parsed = aiortc_sdp.SessionDescription.parse(offer)
         for mid, track in list(self._track_by_mid.items()):
             if mid not in declared and not track.closed:
@@ -364,7 +378,9 @@ class Participant:
         level = header.extensions.get(level_id) if level_id else None
         track.on_packet(seq, header.timestamp, header.marker, body, level, time.time())
 
-    def _learn_ssrc(self, ssrc: int, extensions: dict[int, bytes], payload_type: int) -> tuple[InboundTrack, bool] | None:
+    def _learn_ssrc(
+        self, ssrc: int, extensions: dict[int, bytes], payload_type: int
+    ) -> tuple[InboundTrack, bool] | None:
         """Bind an SSRC the offer did not list, by its MID header extension."""
         if not self._mid_ext_id or self._mid_ext_id not in extensions:
             return None
@@ -509,7 +525,9 @@ class Participant:
 
     def _configure_downtrack(self, entry: SubscribedTrack) -> None:
         transceiver = entry.transceiver
-        if transceiver is None or (entry.downtrack is not None and entry.downtrack.track is entry.track):
+        if transceiver is None or (
+            entry.downtrack is not None and entry.downtrack.track is entry.track
+        ):
             return
         previous = entry.downtrack
         codecs = list(transceiver._codecs)
@@ -552,7 +570,11 @@ class Participant:
     def _attach_downtracks(self) -> None:
         for entry in self.subscriptions.values():
             downtrack = entry.downtrack
-            if downtrack is not None and downtrack.track is entry.track and downtrack not in entry.track.downtracks:
+            if (
+                downtrack is not None
+                and downtrack.track is entry.track
+                and downtrack not in entry.track.downtracks
+            ):
                 entry.track.add(downtrack)
 
     def _on_subscriber_rtp(self, data: bytes) -> None:
@@ -598,14 +620,17 @@ class Participant:
     # --- both connections ------------------------------------------------
 
     def _watch(self, pc: Any, direction: str) -> None:
-        @pc.on("connectionstatechange")  # type: ignore[misc]
         def on_state() -> None:
             state = pc.connectionState
             if direction == "subscribe" and state == "connected":
                 self._attach_downtracks()
             self._sfu.emit(ConnectionStateChanged(self.room.id, self.id, direction, state))
 
-    async def add_ice_candidate(self, direction: str, candidate: str, sdp_mid: str | None = None) -> None:
+        pc.on("connectionstatechange", on_state)
+
+    async def add_ice_candidate(
+        self, direction: str, candidate: str, sdp_mid: str | None = None
+    ) -> None:
         """Add a trickled remote candidate (an `a=candidate:` value) to one connection."""
         pc = self.publisher_pc if direction == "publish" else self.subscriber_pc
         if pc is None:
@@ -640,10 +665,8 @@ class Participant:
             if pc is not None:
                 await pc.close()
         if self._negotiation is not None:
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._negotiation
-            except asyncio.CancelledError:
-                pass
 
 
 def _ssrcs_of(media: Any) -> tuple[int | None, int | None]:
@@ -672,8 +695,11 @@ def _capabilities_for(codec: Codec) -> list[Any]:
         if not c.mimeType.lower().endswith("/rtx")
         and is_codec_compatible(
             RTCRtpCodecParameters(
-                mimeType=c.mimeType, clockRate=c.clockRate, channels=c.channels,
-                payloadType=0, parameters=dict(c.parameters),
+                mimeType=c.mimeType,
+                clockRate=c.clockRate,
+                channels=c.channels,
+                payloadType=0,
+                parameters=dict(c.parameters),
             ),
             wanted,
         )

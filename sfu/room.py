@@ -176,7 +176,9 @@ class Room:
         for subscription in [s for s in self._consumers if s.track is track]:
             subscription.close(reason)
         track.close()
-        self.sfu.emit(TrackUnpublished(self.id, track.participant_id, track.id, track.source, reason))
+        self.sfu.emit(
+            TrackUnpublished(self.id, track.participant_id, track.id, track.source, reason)
+        )
 
     def _track_muted(self, track: InboundTrack, muted: bool) -> None:
         self.sfu.emit(TrackMuted(self.id, track.participant_id, track.id, track.source, muted))

@@ -299,7 +299,7 @@ def _pack_reports(reports: Sequence[ReportBlock]) -> bytes:
     return bytes(out)
 
 
-def build_sender_report(  # noqa: PLR0917 - positional order mirrors the SR wire layout
+def build_sender_report(
     ssrc: int,
     ntp_timestamp: int,
     rtp_timestamp: int,

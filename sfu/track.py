@@ -243,7 +243,7 @@ class InboundTrack:
         self._send_upstream = request_upstream
         self._mime = codec.mime_type
         self._video = self.kind == "video"
-        self.cache = PacketCache()
+        self.cache: PacketCache[IngressPacket] = PacketCache()
         self.stats = ReceiveStats(codec.clock_rate)
         self.nack = NackTracker() if self._video and "nack" in codec.feedback else None
         self.counters = TrackCounters()
@@ -325,7 +325,10 @@ class InboundTrack:
 
     def flush_keyframe_request(self) -> None:
         """Send a deferred keyframe request once the rate limit allows it."""
-        if self.keyframe_pending and time.monotonic() - self._last_keyframe_request >= KEYFRAME_INTERVAL:
+        if (
+            self.keyframe_pending
+            and time.monotonic() - self._last_keyframe_request >= KEYFRAME_INTERVAL
+        ):
             self.request_keyframe()
 
     def on_sender_report(self, report: rtcp.SenderReport, now: float) -> None:
@@ -358,7 +361,12 @@ class InboundTrack:
     # --- the per-packet path ---------------------------------------------
 
     def on_packet(
-        self, seq: int, timestamp: int, marker: bool, body: bytes, level: bytes | None,
+        self,
+        seq: int,
+        timestamp: int,
+        marker: bool,
+        body: bytes,
+        level: bytes | None,
         now: float,
     ) -> None:
         """Account, cache and forward one media packet (a repaired one too)."""

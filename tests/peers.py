@@ -60,7 +60,9 @@ class EventLog:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    async def wait_for(self, predicate: Callable[[MediaEvent], bool], timeout: float = 10.0) -> MediaEvent:
+    async def wait_for(
+        self, predicate: Callable[[MediaEvent], bool], timeout: float = 10.0
+    ) -> MediaEvent:
         async with asyncio.timeout(timeout):
             seen = 0
             while True:
@@ -87,8 +89,14 @@ def _tap_sent(pc: RTCPeerConnection, sink: dict[int, list[Captured]], rtcp_sink:
             if not is_rtcp(data):
                 h = parse_rtp(data)
                 sink[h.ssrc].append(
-                    Captured(h.ssrc, h.sequence_number, h.timestamp, h.payload_type,
-                             data[h.payload_start:h.payload_end], dict(h.extensions))
+                    Captured(
+                        h.ssrc,
+                        h.sequence_number,
+                        h.timestamp,
+                        h.payload_type,
+                        data[h.payload_start : h.payload_end],
+                        dict(h.extensions),
+                    )
                 )
             await original(data)
 
@@ -118,8 +126,14 @@ def _tap_received(
 
         async def handle_rtp(data: bytes, arrival_time_ms: int, original: Any = original) -> None:
             h = parse_rtp(data)
-            packet = Captured(h.ssrc, h.sequence_number, h.timestamp, h.payload_type,
-                              data[h.payload_start:h.payload_end], dict(h.extensions))
+            packet = Captured(
+                h.ssrc,
+                h.sequence_number,
+                h.timestamp,
+                h.payload_type,
+                data[h.payload_start : h.payload_end],
+                dict(h.extensions),
+            )
             if drop is not None and drop(packet):
                 return  # simulated loss between the SFU and this subscriber
             sink[h.ssrc].append(packet)
@@ -162,8 +176,7 @@ class Publisher:
         await self.pc.setLocalDescription(await self.pc.createOffer())
         _tap_sent(self.pc, self.sent, self.rtcp_received)
         sources = mids or {
-            t.mid: source
-            for t, source in zip(self.pc.getTransceivers(), self.tracks, strict=False)
+            t.mid: source for t, source in zip(self.pc.getTransceivers(), self.tracks, strict=False)
         }
         answer = await self.participant.publish(self.pc.localDescription.sdp, sources)
         await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
@@ -196,7 +209,11 @@ class Subscriber:
         pid, room = self.participant.id, self.participant.room.id
 
         def on_event(event: MediaEvent) -> None:
-            if isinstance(event, SubscriberOffer) and event.participant_id == pid and event.room_id == room:
+            if (
+                isinstance(event, SubscriberOffer)
+                and event.participant_id == pid
+                and event.room_id == room
+            ):
                 self._queue.put_nowait(event)
 
         self._on_event = on_event
@@ -257,7 +274,9 @@ class Subscriber:
         await self.pc.close()
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> None:
+async def wait_until(
+    condition: Callable[[], bool], timeout: float = 10.0, step: float = 0.05
+) -> None:
     """Poll `condition` until true or fail after `timeout` seconds."""
     async with asyncio.timeout(timeout):
         while not condition():

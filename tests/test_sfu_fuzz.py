@@ -41,7 +41,9 @@ class Lesson:
         self.publisher.add(Source.MICROPHONE)
         self.student = Subscriber(await room.join("student"), self.log)
         await self.publisher.publish()
-        video = await self.log.wait_for(lambda e: isinstance(e, TrackPublished) and e.kind == "video")
+        video = await self.log.wait_for(
+            lambda e: isinstance(e, TrackPublished) and e.kind == "video"
+        )
         self.video_id = video.track_id
         await wait_until(lambda: len(self.student.packets_for(self.video_id)) > 10, 10)
         self.dtls: Any = self.publisher.pc.getTransceivers()[0].sender.transport
@@ -94,7 +96,9 @@ bad_extensions = st.builds(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     extension=bad_extensions,
     seq=st.integers(0, 0xFFFF),
@@ -111,8 +115,14 @@ def test_malformed_rtp_never_closes_the_connection(
     lesson.inject(_rtp_header(ssrc, seq, extension) + payload, rtcp=False)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.binary(min_size=4, max_size=120), packet_type=st.integers(192, 223), count=st.integers(0, 31))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.binary(min_size=4, max_size=120),
+    packet_type=st.integers(192, 223),
+    count=st.integers(0, 31),
+)
 def test_malformed_rtcp_never_closes_the_connection(
     lesson: Lesson, body: bytes, packet_type: int, count: int
 ) -> None:
