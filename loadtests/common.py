@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import uvloop
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from sfu import IcePolicy
@@ -137,8 +138,6 @@ async def serve_commands(handle: Callable[[str], Awaitable[dict[str, Any] | None
 
 def run_child(main: Callable[[], Awaitable[None]], deadline_s: float) -> None:
     """Run `main` under uvloop; the process ends by itself after `deadline_s` whatever happens."""
-    import uvloop  # noqa: PLC0415 - only the children need it
-
     die_with_parent()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 

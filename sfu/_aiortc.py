@@ -33,6 +33,7 @@ import pylibsrtp
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.rtcrtpsender import RTCRtpSender
+from pylibsrtp import _binding as _srtp_binding
 
 __all__ = [
     "IcePolicy",
@@ -168,6 +169,36 @@ def silence_sender(sender: RTCRtpSender) -> None:
 RtpHandler = Callable[[bytes], None]
 
 
+def _fast_protect(session: Any) -> Callable[[bytes], bytes]:
+    """`Session.protect` without its per-call allocation and checks (0.8 µs of 3.3 here).
+
+    Uses pylibsrtp 1.0's session internals; falls back to the public method
+    if they are not there.
+    """
+    try:
+        srtp = session._srtp[0]
+        cdata = session._cdata
+        buffer = session._buffer
+    except AttributeError:
+        return session.protect  # type: ignore[no-any-return]
+    protect = _srtp_binding.lib.srtp_protect
+    length = _srtp_binding.ffi.new("int *")
+    # 1500-byte buffer, and libsrtp appends at most a 16-byte tag.
+    limit = len(buffer) - 16
+
+    def fast(packet: bytes) -> bytes:
+        size = len(packet)
+        if size > limit:
+            raise ValueError("packet is too long")
+        buffer[0:size] = packet
+        length[0] = size
+        if protect(srtp, cdata, length):
+            raise pylibsrtp.Error("srtp_protect failed")
+        return buffer[0 : length[0]]  # type: ignore[no-any-return]
+
+    return fast
+
+
 class MediaTransport:
     """The SRTP/UDP path of one bundled DTLS transport, driven by Sabaq.
 
@@ -261,7 +292,7 @@ class MediaTransport:
         self._pair = pair
         self._sendto = pair.protocol.transport.sendto
         self._addr = pair.remote_addr
-        self._protect = srtp.protect
+        self._protect = _fast_protect(srtp)
         self._protect_rtcp = srtp.protect_rtcp
         return True
 

@@ -1,0 +1,571 @@
+"""`make bench`: CPU per forwarded packet, loss and memory of the SFU, next to aiortc's MediaRelay.
+
+    python -m loadtests.bench_sfu [--n 25,50,100,200] [--relay-n 5,25,...] [--window 10] [--quick]
+
+For every N, a fresh set of processes, all on 127.0.0.1:
+
+* the server (`loadtests.control`: Sabaq's SFU, or `loadtests.relay_baseline`: aiortc's
+  MediaRelay, which decodes once and re-encodes per student), under uvloop;
+* one teacher (`loadtests.teacher`) publishing pre-encoded VP8 (~1 Mbps, 30 fps, a looped
+  clip) and Opus;
+* ceil(N / 50) student processes (`loadtests.students`) whose aiortc peer connections count
+  SRTP datagrams at the socket and drop them: no decryption, no depacketizing, no decoding.
+
+Once every student receives video, a steady window is measured from each process's own
+accounting: server CPU seconds (/proc/PID/stat utime+stime) over RTP packets it sent to the
+students (the SFU's per-track ``forwarded`` counters; the relay's aiortc senders' counts),
+loss (1 - packets the students counted / packets the server sent), UDP receive-buffer errors
+(/proc/net/snmp, and /proc/net/udp drops of the server's and the students' own sockets), and
+server RSS growth per student (VmRSS after the students joined minus before).
+
+The relay stops growing N at the first N where it saturates: server CPU >= 90 % of one core,
+or students receiving under 80 % of the teacher's frame rate. Where the relay runs at an N
+that is not in --n, the SFU runs there too, so that every relay row has its ratio.
+
+Results go to bench-results/sfu.json; logs of every process to bench-results/logs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import pathlib
+import platform
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import uvloop
+
+from loadtests import common
+from loadtests.teacher import clips
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench-results"
+SERVERS = {"sfu": "loadtests.control", "relay": "loadtests.relay_baseline"}
+STUDENTS_PER_PROCESS = 50
+MAX_STUDENT_PROCESSES = 8
+SATURATED_CPU_PCT = 90.0
+SATURATED_RATE = 0.8
+
+_live_groups: set[int] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """Last resort (an exception escaped every finally): no child outlives the benchmark."""
+    for pgid in list(_live_groups):
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGKILL)
+    _live_groups.clear()
+
+
+class StageError(RuntimeError):
+    """A stage could not be measured (a process died, nobody received video...)."""
+
+
+class Child:
+    """A child process in its own process group, talking JSON lines over stdin/stdout."""
+
+    def __init__(self, name: str, proc: asyncio.subprocess.Process, log: pathlib.Path) -> None:
+        self.name = name
+        self.proc = proc
+        self.log = log
+        self._lock = asyncio.Lock()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, lines: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    async def message(self, timeout: float) -> dict[str, Any]:
+        """The next JSON object the child prints (other lines are skipped)."""
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                line = await self.proc.stdout.readline()
+                if not line:
+                    raise StageError(f"{self.name} exited ({self.proc.returncode}):\n"
+                                     f"{self.log_tail()}")
+                with contextlib.suppress(ValueError):
+                    data = json.loads(line)
+                    if isinstance(data, dict):
+                        return data
+
+    async def request(self, command: str, timeout: float = 10.0) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        async with self._lock:
+            self.proc.stdin.write(command.encode() + b"\n")
+            await self.proc.stdin.drain()
+            return await self.message(timeout)
+
+    async def stop(self, grace: float = 3.0) -> None:
+        """quit, then SIGTERM, then SIGKILL to the whole process group."""
+        proc = self.proc
+        if proc.returncode is None and proc.stdin is not None:
+            with contextlib.suppress(Exception):
+                proc.stdin.write(b"quit\n")
+                proc.stdin.close()
+        for sig, wait in ((None, grace), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+            if sig is not None:
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, sig)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await proc.wait()
+                break
+        with contextlib.suppress(OSError):  # anything the child left in its group
+            os.killpg(proc.pid, signal.SIGKILL)
+        _live_groups.discard(proc.pid)
+
+
+class Processes:
+    """The children of one stage; `close` stops them all."""
+
+    def __init__(self, tag: str, deadline: float) -> None:
+        self.tag = tag
+        self.deadline = deadline
+        self.children: list[Child] = []
+
+    async def spawn(self, name: str, module: str, *args: str) -> Child:
+        logs = RESULTS / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = logs / f"{self.tag}-{name}.log"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        with log.open("wb") as err:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", module, *args, "--deadline", f"{self.deadline:.0f}",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
+                cwd=ROOT, env=env, start_new_session=True,
+            )
+        _live_groups.add(proc.pid)
+        child = Child(name, proc, log)
+        self.children.append(child)
+        return child
+
+    def check_alive(self) -> None:
+        for child in self.children:
+            if child.proc.returncode is not None:
+                raise StageError(f"{child.name} exited ({child.proc.returncode}):\n"
+                                 f"{child.log_tail()}")
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.stop() for c in self.children), return_exceptions=True)
+
+
+@dataclass
+class Options:
+    sfu_n: list[int]
+    relay_n: list[int]
+    window: float
+    warmup: float
+    settle: float
+    video_bitrate: int
+    fps: int
+    clip_seconds: float
+    batch: int
+    output: pathlib.Path
+
+
+@dataclass
+class Snapshot:
+    time: float
+    server: dict[str, Any]
+    teacher: dict[str, Any]
+    students: list[dict[str, Any]]
+    server_cpu: float
+    teacher_cpu: float
+    student_cpu: list[float]
+    snmp: dict[str, int]
+    server_drops: int
+    student_drops: int
+    teacher_drops: int
+
+
+async def snapshot(http: aiohttp.ClientSession, url: str, server: Child, teacher: Child,
+                   students: list[Child]) -> Snapshot:
+    """Everything at (nearly) one instant; the server is asked first, every time, so the
+    small skew between its counters and the students' is the same at both window ends."""
+
+    async def server_stats() -> dict[str, Any]:
+        async with http.get(f"{url}/stats") as r:
+            r.raise_for_status()
+            return dict(await r.json())
+
+    t = time.monotonic()
+    server_cpu = common.cpu_seconds(server.pid)
+    replies = await asyncio.gather(
+        server_stats(), teacher.request("stats"), *(s.request("stats") for s in students)
+    )
+    return Snapshot(
+        time=t, server=replies[0], teacher=replies[1], students=list(replies[2:]),
+        server_cpu=server_cpu, teacher_cpu=common.cpu_seconds(teacher.pid),
+        student_cpu=[common.cpu_seconds(s.pid) for s in students],
+        snmp=common.udp_snmp(),
+        server_drops=common.udp_socket_drops([server.pid])["drops"],
+        student_drops=common.udp_socket_drops([s.pid for s in students])["drops"],
+        teacher_drops=common.udp_socket_drops([teacher.pid])["drops"],
+    )
+
+
+def student_split(n: int) -> list[int]:
+    """Students per process: ceil(N / 50) processes (at most 8), as even as possible."""
+    k = max(1, min(MAX_STUDENT_PROCESSES, math.ceil(n / STUDENTS_PER_PROCESS)))
+    return [n // k + (1 if i < n % k else 0) for i in range(k)]
+
+
+async def run_stage(design: str, n: int, opts: Options) -> dict[str, Any]:
+    """Fresh server, teacher and students; measure one steady window."""
+    join_timeout = 30.0 + 0.3 * n
+    deadline = 90.0 + opts.settle + opts.warmup + opts.window + join_timeout
+    procs = Processes(f"{design}-n{n}", deadline)
+    started = time.monotonic()
+    try:
+        server = await procs.spawn("server", SERVERS[design])
+        hello = await server.message(60)
+        url = f"http://127.0.0.1:{int(hello['port'])}"
+        clip = ["--video-bitrate", str(opts.video_bitrate), "--fps", str(opts.fps),
+                "--clip-seconds", str(opts.clip_seconds)]
+        teacher = await procs.spawn("teacher", "loadtests.teacher", "--server", url, *clip)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            await teacher.message(60)
+            async with asyncio.timeout(30):
+                while True:  # the server gets the teacher's media
+                    async with http.get(f"{url}/stats") as r:
+                        if (await r.json())["received"] > 0:
+                            break
+                    await asyncio.sleep(0.1)
+            await asyncio.sleep(opts.settle)
+            rss_before = common.rss_kib(server.pid)
+            joined_at = time.monotonic()
+            students = [
+                await procs.spawn(f"students{i}", "loadtests.students", "--server", url,
+                                  "--count", str(count), "--prefix", f"s{i}-",
+                                  "--batch", str(opts.batch))
+                for i, count in enumerate(student_split(n))
+            ]
+            for child in students:
+                await child.message(60)
+            receiving = 0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(join_timeout):
+                    while receiving < n:
+                        await asyncio.sleep(0.5)
+                        procs.check_alive()
+                        replies = await asyncio.gather(*(s.request("stats") for s in students))
+                        receiving = sum(r["receiving_video"] for r in replies)
+            join_s = time.monotonic() - joined_at
+            if receiving == 0:
+                raise StageError(f"no student received video within {join_timeout:.0f} s")
+            await asyncio.sleep(opts.warmup)
+            before = await snapshot(http, url, server, teacher, students)
+            await asyncio.sleep(opts.window)
+            after = await snapshot(http, url, server, teacher, students)
+            rss_after = common.rss_kib(server.pid)
+            procs.check_alive()
+        result = measure(design, n, before, after)
+        result.update(
+            processes=len(students), join_s=round(join_s, 2), receiving=receiving,
+            all_receiving=receiving == n, rss_before_kib=rss_before, rss_after_kib=rss_after,
+            kib_per_student=round((rss_after - rss_before) / n, 1),
+            stage_s=round(time.monotonic() - started, 1),
+        )
+        return result
+    finally:
+        await procs.close()
+
+
+def _rate(delta: float, seconds: float) -> float:
+    return delta / seconds if seconds > 0 else 0.0
+
+
+def measure(design: str, n: int, a: Snapshot, b: Snapshot) -> dict[str, Any]:
+    """The window's figures from two snapshots."""
+    wall = b.time - a.time
+    cpu = b.server_cpu - a.server_cpu
+    forwarded = b.server["forwarded"] - a.server["forwarded"]
+    received = sum(s["packets"] for s in b.students) - sum(s["packets"] for s in a.students)
+    rx_bytes = sum(s["bytes"] for s in b.students) - sum(s["bytes"] for s in a.students)
+    per_a = [p for s in a.students for p in s["per_student"]]
+    per_b = [p for s in b.students for p in s["per_student"]]
+    video_fps = [_rate(y[1] - x[1], wall) for x, y in zip(per_a, per_b, strict=True)]
+    audio_pps = [_rate(y[2] - x[2], wall) for x, y in zip(per_a, per_b, strict=True)]
+    teacher_fps = _rate(b.teacher["video_frames"] - a.teacher["video_frames"], wall)
+    teacher_aps = _rate(b.teacher["audio_frames"] - a.teacher["audio_frames"], wall)
+    teacher_sent = (b.teacher["video_packets"] + b.teacher["audio_packets"]
+                    - a.teacher["video_packets"] - a.teacher["audio_packets"])
+    server_in = b.server["received"] - a.server["received"]
+    us_per_packet = cpu * 1e6 / forwarded if forwarded else None
+    pps_per_student = _rate(forwarded, wall) / n
+    cpu_pct = 100.0 * _rate(cpu, wall)
+    mean_fps = sum(video_fps) / len(video_fps) if video_fps else 0.0
+    mean_aps = sum(audio_pps) / len(audio_pps) if audio_pps else 0.0
+    reasons = []
+    if cpu_pct >= SATURATED_CPU_PCT:
+        reasons.append(f"server CPU {cpu_pct:.0f}% >= {SATURATED_CPU_PCT:.0f}% of one core")
+    if teacher_fps and mean_fps < SATURATED_RATE * teacher_fps:
+        reasons.append(f"students get {mean_fps:.1f} of {teacher_fps:.1f} video frames/s")
+    if teacher_aps and mean_aps < SATURATED_RATE * teacher_aps:
+        reasons.append(f"students get {mean_aps:.1f} of {teacher_aps:.1f} audio packets/s")
+    student_errors = sum(s["errors"] for s in b.students)
+    return {
+        "design": design,
+        "n": n,
+        "window_s": round(wall, 3),
+        "server_cpu_s": round(cpu, 3),
+        "server_cpu_pct": round(cpu_pct, 1),
+        "forwarded": forwarded,
+        "forwarded_pps": round(_rate(forwarded, wall), 1),
+        "us_per_packet": round(us_per_packet, 2) if us_per_packet is not None else None,
+        "students_received": received,
+        "loss_pct": round(100.0 * (1 - received / forwarded), 3) if forwarded else None,
+        "send_errors": b.server.get("send_errors", 0) - a.server.get("send_errors", 0),
+        "socket_drops": (b.server_drops + b.student_drops + b.teacher_drops
+                         - a.server_drops - a.student_drops - a.teacher_drops),
+        "server_socket_drops": b.server_drops - a.server_drops,
+        "student_socket_drops": b.student_drops - a.student_drops,
+        "teacher_socket_drops": b.teacher_drops - a.teacher_drops,
+        "udp_rcvbuf_errors": b.snmp.get("RcvbufErrors", 0) - a.snmp.get("RcvbufErrors", 0),
+        "udp_in_errors": b.snmp.get("InErrors", 0) - a.snmp.get("InErrors", 0),
+        "server_in_pps": round(_rate(server_in, wall), 1),
+        "upstream_loss_pct": (round(100.0 * (1 - server_in / teacher_sent), 3)
+                              if teacher_sent and design == "sfu" else None),
+        "teacher_pps": round(_rate(teacher_sent, wall), 1),
+        "teacher_video_fps": round(teacher_fps, 2),
+        "teacher_audio_pps": round(teacher_aps, 2),
+        "student_pps": round(pps_per_student, 2),
+        "student_kbps": round(_rate(rx_bytes, wall) * 8 / 1000 / n, 1),
+        "student_video_fps": round(mean_fps, 2),
+        "student_video_fps_min": round(min(video_fps), 2) if video_fps else None,
+        "student_audio_pps": round(mean_aps, 2),
+        "students_per_core": (round(1e6 / (us_per_packet * pps_per_student), 1)
+                              if us_per_packet and pps_per_student else None),
+        "teacher_cpu_pct": round(100.0 * _rate(b.teacher_cpu - a.teacher_cpu, wall), 1),
+        "students_cpu_pct": round(100.0 * _rate(sum(b.student_cpu) - sum(a.student_cpu), wall), 1),
+        "students_cpu_pct_max_process": round(max(
+            (100.0 * _rate(y - x, wall) for x, y in zip(a.student_cpu, b.student_cpu,
+                                                        strict=True)), default=0.0), 1),
+        "saturated": bool(reasons),
+        "saturation": "; ".join(reasons),
+        "student_errors": student_errors,
+        "server_counters": b.server.get("counters", {}),
+        "server_tracks": b.server.get("tracks", []),
+    }
+
+
+# --- report ------------------------------------------------------------------------
+
+COLUMNS = [
+    ("N", "n", "{:d}"),
+    ("design", "design", "{}"),
+    ("µs/pkt", "us_per_packet", "{:.1f}"),
+    ("server CPU %", "server_cpu_pct", "{:.1f}"),
+    ("pkts/s fwd", "forwarded_pps", "{:.0f}"),
+    ("loss %", "loss_pct", "{:.2f}"),
+    ("rcvbuf drops", "socket_drops", "{:d}"),
+    ("sys RcvbufErr", "udp_rcvbuf_errors", "{:d}"),
+    ("KiB RSS/student", "kib_per_student", "{:.1f}"),
+    ("pkts/s/student", "student_pps", "{:.1f}"),
+    ("students CPU %", "students_cpu_pct", "{:.1f}"),
+    ("students/core", "students_per_core", "{:.0f}"),
+]
+
+
+def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return "-"
+    text = fmt.format(value)
+    if key == "design" and row.get("saturated"):
+        text += "*"
+    return text
+
+
+def report(rows: list[dict[str, Any]], failures: list[dict[str, Any]],
+           relay_saturated_at: int | None) -> tuple[str, list[dict[str, Any]]]:
+    """The table, the relay/SFU ratios and the notes, as printed."""
+    cells = [[title for title, _, _ in COLUMNS]]
+    cells += [[_cell(r, key, fmt) for _, key, fmt in COLUMNS] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    ratios = []
+    by_key = {(r["design"], r["n"]): r for r in rows}
+    for (design, n), relay in sorted(by_key.items(), key=lambda kv: kv[0][1]):
+        sfu = by_key.get(("sfu", n))
+        if design == "relay" and sfu and relay["us_per_packet"] and sfu["us_per_packet"]:
+            ratios.append({"n": n, "relay_us": relay["us_per_packet"],
+                           "sfu_us": sfu["us_per_packet"],
+                           "ratio": round(relay["us_per_packet"] / sfu["us_per_packet"], 1)})
+    lines.append("")
+    for r in ratios:
+        lines.append(f"N={r['n']}: relay/SFU µs per packet = {r['relay_us']:.1f} / "
+                     f"{r['sfu_us']:.1f} = {r['ratio']:.1f}x")
+    for r in rows:
+        if r.get("saturated"):
+            lines.append(f"* {r['design']} saturated at N={r['n']}: {r['saturation']}")
+    if relay_saturated_at is not None:
+        lines.append(f"relay: saturated at N={relay_saturated_at}; larger N not run")
+    for r in rows:
+        if not r.get("all_receiving", True):
+            lines.append(f"! {r['design']} N={r['n']}: only {r['receiving']} students "
+                         f"received video")
+        if r.get("student_errors"):
+            lines.append(f"! {r['design']} N={r['n']}: {r['student_errors']} student errors")
+    for f in failures:
+        lines.append(f"! {f['design']} N={f['n']} failed: {f['error'].splitlines()[0]}")
+    lines.append("students/core = 10^6 / (µs per packet x packets/s per student); "
+                 "loss = 1 - packets students counted / packets the server sent")
+    lines.append("rcvbuf drops: /proc/net/udp drops on this run's own sockets (server, teacher, "
+                 "students); sys RcvbufErr: /proc/net/snmp, machine-wide (other processes too)")
+    return "\n".join(lines), ratios
+
+
+def plan(opts: Options) -> list[tuple[str, int]]:
+    """(design, N) in order: at each N the SFU, then the relay (same conditions, back to back)."""
+    stages = []
+    for n in sorted(set(opts.sfu_n) | set(opts.relay_n)):
+        if n in opts.sfu_n or n in opts.relay_n:
+            stages.append(("sfu", n))
+        if n in opts.relay_n:
+            stages.append(("relay", n))
+    return stages
+
+
+async def run(opts: Options) -> int:
+    began = time.monotonic()
+    print(f"clips: {[str(p) for p in clips(opts.video_bitrate, opts.fps, opts.clip_seconds)]}",
+          flush=True)
+    rows: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    relay_saturated_at: int | None = None
+    for design, n in plan(opts):
+        if design == "relay" and relay_saturated_at is not None:
+            continue
+        if design == "sfu" and n not in opts.sfu_n and (
+            relay_saturated_at is not None or n not in opts.relay_n
+        ):
+            continue  # an SFU comparison point for a relay stage that will not run
+        print(f"[{time.monotonic() - began:6.1f}s] {design} N={n} ...", flush=True)
+        try:
+            row = await run_stage(design, n, opts)
+        except (StageError, TimeoutError, aiohttp.ClientError, OSError, KeyError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            print(f"    failed: {error}", flush=True)
+            failures.append({"design": design, "n": n, "error": error})
+            if design == "relay":
+                relay_saturated_at = n  # a relay that cannot even be measured is saturated
+            continue
+        rows.append(row)
+        print(f"    {row['us_per_packet']} µs/pkt, server CPU {row['server_cpu_pct']}%, "
+              f"{row['forwarded_pps']} pkts/s, loss {row['loss_pct']}%, "
+              f"students CPU {row['students_cpu_pct']}%, joined in {row['join_s']} s, "
+              f"stage {row['stage_s']} s", flush=True)
+        if design == "relay" and row["saturated"]:
+            relay_saturated_at = n
+    table, ratios = report(rows, failures, relay_saturated_at)
+    print()
+    print(table)
+    document = {
+        "benchmark": "sfu",
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "duration_s": round(time.monotonic() - began, 1),
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                 "kernel": platform.release(), "clk_tck": common.CLK_TCK},
+        "options": {k: (str(v) if isinstance(v, pathlib.Path) else v)
+                    for k, v in vars(opts).items()},
+        "results": rows,
+        "failures": failures,
+        "ratios": ratios,
+        "relay_saturated_at": relay_saturated_at,
+        "table": table,
+    }
+    opts.output.parent.mkdir(parents=True, exist_ok=True)
+    opts.output.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"\nwritten {opts.output} in {time.monotonic() - began:.0f} s")
+    return 1 if failures and not rows else 0
+
+
+def _int_list(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of positive integers")
+    return values
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.bench_sfu", description=__doc__.split("\n", 1)[0]
+    )
+    parser.add_argument("--n", type=_int_list, help="students per SFU stage "
+                        "(default 25,50,100,200; --quick: 10)")
+    parser.add_argument("--relay-n", type=_int_list, help="students per MediaRelay stage, "
+                        "stopping at saturation (default 5 then --n; --quick: 5)")
+    parser.add_argument("--no-relay", action="store_true", help="skip the MediaRelay baseline")
+    parser.add_argument("--window", type=float, help="measured seconds (default 10; --quick: 3)")
+    parser.add_argument("--warmup", type=float, help="seconds between all students receiving "
+                        "and the window (default 2; --quick: 1)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: N=10, relay at N=5")
+    parser.add_argument("--video-bitrate", type=int, default=1_000_000)
+    parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--clip-seconds", type=float, default=10.0)
+    parser.add_argument("--batch", type=int, default=10,
+                        help="students negotiating at once, per student process")
+    parser.add_argument("--output", type=pathlib.Path, default=RESULTS / "sfu.json")
+    args = parser.parse_args(argv)
+    sfu_n = args.n or ([10] if args.quick else [25, 50, 100, 200])
+    if args.no_relay:
+        relay_n: list[int] = []
+    elif args.relay_n:
+        relay_n = args.relay_n
+    else:
+        relay_n = [5] if args.quick else sorted({5, *sfu_n})
+    return Options(
+        sfu_n=sorted(set(sfu_n)),
+        relay_n=sorted(set(relay_n)),
+        window=args.window or (3.0 if args.quick else 10.0),
+        warmup=args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0),
+        settle=1.0,
+        video_bitrate=args.video_bitrate,
+        fps=args.fps,
+        clip_seconds=args.clip_seconds,
+        batch=args.batch,
+        output=args.output,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    opts = parse_args(argv)
+
+    async def guarded() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, task.cancel)
+        return await run(opts)
+
+    try:
+        code = uvloop.run(guarded())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        code = 130
+    finally:
+        _kill_leftovers()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
