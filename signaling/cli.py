@@ -6,6 +6,8 @@ import argparse
 import sys
 from importlib.metadata import version
 
+from sfu import SfuConfig
+
 __all__ = ["main"]
 
 
@@ -17,8 +19,6 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("info", help="what this installation can do")
     args = parser.parse_args(argv)
     if args.command == "info":
-        from sfu import SfuConfig
-
         config = SfuConfig()
         print(f"sabaq {version('sabaq')}")
         print("media plane: forwarding without decoding")
