@@ -52,12 +52,14 @@ def _random32() -> int:
 class SubscribedTrack:
     """What a subscriber's m-line carries, for the client to label its tracks."""
 
-    __slots__ = ("downtrack", "mid", "track", "transceiver")
+    __slots__ = ("downtrack", "mid", "resume_from", "track", "transceiver")
 
     def __init__(self, track: InboundTrack, transceiver: Any) -> None:
         self.track = track
         self.transceiver = transceiver
         self.downtrack: DownTrack | None = None
+        # the previous downtrack of a reused m-line, whose numbering we continue
+        self.resume_from: DownTrack | None = None
         self.mid: str | None = None
 
 
@@ -498,7 +500,7 @@ class Participant:
         sender._track_id = track.id
         transceiver.setCodecPreferences(_capabilities_for(track.codec))
         entry.transceiver = transceiver
-        entry.downtrack = previous  # numbering to continue from, replaced on answer
+        entry.resume_from = previous
 
     async def set_subscriber_answer(self, answer: str) -> None:
         """Apply the client's answer to the latest subscriber offer."""
@@ -525,15 +527,12 @@ class Participant:
 
     def _configure_downtrack(self, entry: SubscribedTrack) -> None:
         transceiver = entry.transceiver
-        if transceiver is None or (
-            entry.downtrack is not None and entry.downtrack.track is entry.track
-        ):
+        if transceiver is None or entry.downtrack is not None:
             return
-        previous = entry.downtrack
+        previous, entry.resume_from = entry.resume_from, None
         codecs = list(transceiver._codecs)
         if not codecs or transceiver.currentDirection not in ("sendonly", "sendrecv"):
             logger.info("participant %s rejected track %s", self.id, entry.track.id)
-            entry.downtrack = None
             return
         primary = codecs[0]
         rtx = next((c for c in codecs if c.mimeType.lower().endswith("/rtx")), None)
@@ -570,11 +569,7 @@ class Participant:
     def _attach_downtracks(self) -> None:
         for entry in self.subscriptions.values():
             downtrack = entry.downtrack
-            if (
-                downtrack is not None
-                and downtrack.track is entry.track
-                and downtrack not in entry.track.downtracks
-            ):
+            if downtrack is not None and downtrack not in entry.track.downtracks:
                 entry.track.add(downtrack)
 
     def _on_subscriber_rtp(self, data: bytes) -> None:

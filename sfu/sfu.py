@@ -205,7 +205,7 @@ class Sfu:
         packet = b""
         for entry in participant.subscriptions.values():
             downtrack = entry.downtrack
-            if downtrack is None or downtrack.track is not entry.track:
+            if downtrack is None:
                 continue
             if downtrack.waiting and downtrack in entry.track.downtracks:
                 entry.track.request_keyframe()

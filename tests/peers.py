@@ -218,8 +218,9 @@ class Subscriber:
 
         self._on_event = on_event
         self.log.subscribe(on_event)
-        for event in self.log.of_type(SubscriberOffer):
-            on_event(event)
+        # No replay of earlier offers: they may belong to a replaced session of the
+        # same identity. Construct the Subscriber right after `Room.join`, before
+        # the SFU's negotiation task has run.
 
         @self.pc.on("track")  # type: ignore[misc]
         def on_track(track: Any) -> None:
@@ -243,7 +244,10 @@ class Subscriber:
                 if tid == track_id:
                     for t in self.pc.getTransceivers():
                         if t.mid == mid:
-                            return self.received.get(self._remote_ssrc(mid), [])
+                            try:
+                                return self.received.get(self._remote_ssrc(mid), [])
+                            except KeyError:
+                                return []
         return []
 
     def rtx_for(self, track_id: str) -> list[Captured]:
@@ -255,6 +259,8 @@ class Subscriber:
         return []
 
     def _remote_ssrc(self, mid: str, rtx: bool = False) -> int:
+        if self.pc.remoteDescription is None:
+            raise KeyError(mid)
         desc = self.pc.remoteDescription.sdp.split("\r\nm=")
         for section in desc[1:]:
             if f"a=mid:{mid}\r\n" in section:

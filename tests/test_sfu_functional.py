@@ -20,6 +20,7 @@ from sfu import (
     Sfu,
     Source,
     SpeakingChanged,
+    TrackMuted,
     TrackPublished,
     TrackUnpublished,
 )
@@ -369,4 +370,77 @@ async def test_quality_samples_report_round_trip_and_bitrate(sfu: Sfu, log: Even
         )
     )
     assert teacher_sample.upstream_loss is not None
+    await _close_all(*subs, publisher)
+
+
+async def test_mute_pauses_and_resumes_without_a_sequence_gap(sfu: Sfu, log: EventLog) -> None:
+    _, teacher, publisher, subs, video, _ = await _lesson(sfu, log)
+    await wait_until(lambda: len(subs[0].packets_for(video.track_id)) > 30)
+    teacher.set_muted(Source.CAMERA, True)
+    muted = await log.wait_for(lambda e: isinstance(e, TrackMuted) and e.muted)
+    assert muted.track_id == video.track_id
+    await asyncio.sleep(0.2)
+    count = len(subs[0].packets_for(video.track_id))
+    await asyncio.sleep(0.8)
+    assert len(subs[0].packets_for(video.track_id)) == count
+    teacher.set_muted(Source.CAMERA, False)
+    await wait_until(lambda: len(subs[0].packets_for(video.track_id)) > count + 30, timeout=5)
+    packets = subs[0].packets_for(video.track_id)
+    before, after = packets[count - 1], packets[count]
+    # The subscriber sees one continuous stream: next sequence number, later timestamp.
+    assert (after.seq - before.seq) & 0xFFFF == 1
+    assert 0 < (after.timestamp - before.timestamp) & 0xFFFFFFFF < 90000 * 5
+    assert is_keyframe("video/VP8", after.payload)
+    await _close_all(*subs, publisher)
+
+
+async def test_unsubscribe_then_subscribe_reuses_the_m_line(sfu: Sfu, log: EventLog) -> None:
+    room, _, publisher, subs, video, _ = await _lesson(sfu, log)
+    await wait_until(lambda: len(subs[0].packets_for(video.track_id)) > 10)
+    student = room.participant("s0")
+    student.unsubscribe(video.track_id)
+    await wait_until(lambda: len(subs[0].offers) >= 2)
+    assert "a=inactive" in subs[0].offers[-1].sdp
+    student.subscribe(room.track(video.track_id))
+    await wait_until(lambda: len(subs[0].offers) >= 3)
+    offer = subs[0].offers[-1]
+    assert offer.sdp.count("m=video") == 1  # the inactive m-line was reused, not a new one
+    count = len(subs[0].packets_for(video.track_id))
+    await wait_until(lambda: len(subs[0].packets_for(video.track_id)) > count + 10, timeout=5)
+    await _close_all(*subs, publisher)
+
+
+async def test_the_same_identity_joining_again_replaces_the_old_session(
+    sfu: Sfu, log: EventLog
+) -> None:
+    room, _, publisher, subs, video, _ = await _lesson(sfu, log)
+    await wait_until(lambda: len(subs[0].packets_for(video.track_id)) > 10)
+    old = room.participant("s0")
+    await subs[0].close()
+    again = Subscriber(await room.join("s0"), log)
+    assert old.closed and room.participant("s0") is again.participant
+    await wait_until(lambda: len(again.packets_for(video.track_id)) > 10, timeout=10)
+    assert [d.sink for d in room.track(video.track_id).downtracks] == [
+        again.participant.subscriber_transport
+    ]
+    await _close_all(again, publisher)
+
+
+async def test_trickled_candidates_outside_the_allowed_networks_are_ignored(
+    sfu: Sfu, log: EventLog
+) -> None:
+    _, teacher, publisher, subs, _, _ = await _lesson(sfu, log)
+    added: list[str] = []
+
+    async def record(candidate: object) -> None:
+        added.append(candidate.ip)  # type: ignore[attr-defined]
+
+    teacher.publisher_pc.addIceCandidate = record
+    foreign = "candidate:1 1 udp 2122260223 192.0.2.77 50000 typ host"
+    await teacher.add_ice_candidate("publish", foreign, "0")
+    local = "candidate:2 1 udp 2122260223 127.0.0.1 50001 typ host"
+    await teacher.add_ice_candidate("publish", local, "0")
+    assert added == ["127.0.0.1"]
+    with pytest.raises(NegotiationError, match="malformed ICE candidate"):
+        await teacher.add_ice_candidate("publish", "candidate:garbage", "0")
     await _close_all(*subs, publisher)
