@@ -231,8 +231,10 @@ class Subscriber:
     async def _run(self) -> None:
         while True:
             offer = await self._queue.get()
-            self.offers.append(offer)
             await self.pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+            # Only now does pc.remoteDescription hold this offer: aiortc sets the mids
+            # before it awaits the remote candidates and stores the description.
+            self.offers.append(offer)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             _tap_received(self.pc, self.received, self.rtcp_received, self.drop)
             await self.participant.set_subscriber_answer(self.pc.localDescription.sdp)

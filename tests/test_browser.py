@@ -34,7 +34,7 @@ from sfu import (
     SubscriberOffer,
     TrackPublished,
 )
-from tests.peers import EventLog, Subscriber, wait_until
+from tests.peers import Captured, EventLog, Subscriber, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 PAGE_DIR = Path(__file__).parent / "browser"
@@ -99,17 +99,38 @@ async def _serve(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-def _codec_names(subscriber: Subscriber, track_id: str) -> dict[int, str]:
-    """Payload type -> codec name on the subscriber m-line that carries `track_id`."""
-    offer = subscriber.offers[-1]
+def _m_line(subscriber: Subscriber, track_id: str) -> tuple[int, dict[int, str]]:
+    """The SSRC and payload types (-> codec name) of the subscriber m-line carrying `track_id`.
+
+    Read from the SFU's latest offer rather than `pc.remoteDescription`: aiortc
+    assigns the mids before it stores the description, so the latter can lag
+    while an offer is being applied.
+    """
+    offer = next(o for o in reversed(subscriber.offers) if any(t[1] == track_id for t in o.tracks))
     mid = next(m for m, tid, _, _ in offer.tracks if tid == track_id)
     section = next(s for s in offer.sdp.split("\r\nm=")[1:] if f"\r\na=mid:{mid}\r\n" in s)
-    names = {}
+    ssrc, names = 0, {}
     for line in section.split("\r\n"):
         if line.startswith("a=rtpmap:"):
             pt, encoding = line.removeprefix("a=rtpmap:").split(" ", 1)
             names[int(pt)] = encoding.split("/")[0].lower()
-    return names
+        elif line.startswith("a=ssrc:") and not ssrc:
+            ssrc = int(line.removeprefix("a=ssrc:").split()[0])
+    return ssrc, names
+
+
+def _received(subscriber: Subscriber, track_id: str) -> list[Captured]:
+    """The RTP packets (primary SSRC, not RTX) the subscriber got for `track_id`."""
+    if not any(t[1] == track_id for o in subscriber.offers for t in o.tracks):
+        return []
+    ssrc, _ = _m_line(subscriber, track_id)
+    return subscriber.received.get(ssrc, [])
+
+
+async def _published(log: EventLog, kind: str) -> TrackPublished:
+    event = await log.wait_for(lambda e: isinstance(e, TrackPublished) and e.kind == kind, 10)
+    assert isinstance(event, TrackPublished)
+    return event
 
 
 async def _video_frame(subscriber: Subscriber, within: float) -> Any:
@@ -177,12 +198,8 @@ async def test_chromium_publishes_camera_and_microphone(sfu: Sfu, log: EventLog)
         assert error is None, f"the page failed: {error}\n{await diagnostics()}"
 
         try:
-            video = await log.wait_for(
-                lambda e: isinstance(e, TrackPublished) and e.kind == "video", 10
-            )
-            audio = await log.wait_for(
-                lambda e: isinstance(e, TrackPublished) and e.kind == "audio", 10
-            )
+            video = await _published(log, "video")
+            audio = await _published(log, "audio")
             await log.wait_for(
                 lambda e: (
                     isinstance(e, ConnectionStateChanged)
@@ -196,18 +213,18 @@ async def test_chromium_publishes_camera_and_microphone(sfu: Sfu, log: EventLog)
             assert (audio.source, audio.codec.lower()) == (Source.MICROPHONE, "opus")
 
             # Forwarded RTP reaches the subscriber, and aiortc decodes Chrome's VP8.
-            await wait_until(lambda: len(student.packets_for(video.track_id)) > 30, 20)
-            await wait_until(lambda: len(student.packets_for(audio.track_id)) > 25, 20)
+            await wait_until(lambda: len(_received(student, video.track_id)) > 30, 20)
+            await wait_until(lambda: len(_received(student, audio.track_id)) > 25, 20)
             frame = await _video_frame(student, 20)
         except (TimeoutError, AssertionError) as exc:
             pytest.fail(f"{type(exc).__name__}: {exc}\n{await diagnostics()}")
         assert frame.width > 0
         assert frame.height > 0
         # What arrives is labelled with the codecs the subscriber's m-lines negotiated.
-        video_names = _codec_names(student, video.track_id)
-        audio_names = _codec_names(student, audio.track_id)
-        video_packets = student.packets_for(video.track_id)
-        audio_packets = student.packets_for(audio.track_id)
+        _, video_names = _m_line(student, video.track_id)
+        _, audio_names = _m_line(student, audio.track_id)
+        video_packets = _received(student, video.track_id)
+        audio_packets = _received(student, audio.track_id)
         assert {video_names.get(p.payload_type) for p in video_packets} == {"vp8"}
         assert {audio_names.get(p.payload_type) for p in audio_packets} == {"opus"}
         assert all(p.payload for p in audio_packets)
