@@ -1,6 +1,7 @@
 """`make bench`: CPU per forwarded packet, loss and memory of the SFU, next to aiortc's MediaRelay.
 
-    python -m loadtests.bench_sfu [--n 25,50,100,200] [--relay-n 5,25,...] [--window 10] [--quick]
+    python -m loadtests.bench_sfu [--n 25,50,100,200] [--relay-n 5,10,25,...] [--window 10]
+                                  [--quick]
 
 For every N, a fresh set of processes, all on 127.0.0.1:
 
@@ -56,6 +57,7 @@ STUDENTS_PER_PROCESS = 50
 MAX_STUDENT_PROCESSES = 8
 SATURATED_CPU_PCT = 90.0
 SATURATED_RATE = 0.8
+SNAPSHOT_TRIES = 30
 
 _live_groups: set[int] = set()
 
@@ -98,8 +100,9 @@ class Child:
             while True:
                 line = await self.proc.stdout.readline()
                 if not line:
-                    raise StageError(f"{self.name} exited ({self.proc.returncode}):\n"
-                                     f"{self.log_tail()}")
+                    raise StageError(
+                        f"{self.name} exited ({self.proc.returncode}):\n{self.log_tail()}"
+                    )
                 with contextlib.suppress(ValueError):
                     data = json.loads(line)
                     if isinstance(data, dict):
@@ -147,9 +150,18 @@ class Processes:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
         with log.open("wb") as err:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", module, *args, "--deadline", f"{self.deadline:.0f}",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
-                cwd=ROOT, env=env, start_new_session=True,
+                sys.executable,
+                "-m",
+                module,
+                *args,
+                "--deadline",
+                f"{self.deadline:.0f}",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err,
+                cwd=ROOT,
+                env=env,
+                start_new_session=True,
             )
         _live_groups.add(proc.pid)
         child = Child(name, proc, log)
@@ -159,8 +171,9 @@ class Processes:
     def check_alive(self) -> None:
         for child in self.children:
             if child.proc.returncode is not None:
-                raise StageError(f"{child.name} exited ({child.proc.returncode}):\n"
-                                 f"{child.log_tail()}")
+                raise StageError(
+                    f"{child.name} exited ({child.proc.returncode}):\n{child.log_tail()}"
+                )
 
     async def close(self) -> None:
         await asyncio.gather(*(c.stop() for c in self.children), return_exceptions=True)
@@ -173,6 +186,7 @@ class Options:
     window: float
     warmup: float
     settle: float
+    base_window: float
     video_bitrate: int
     fps: int
     clip_seconds: float
@@ -193,31 +207,49 @@ class Snapshot:
     server_drops: int
     student_drops: int
     teacher_drops: int
+    exact: bool
+    tries: int
 
 
-async def snapshot(http: aiohttp.ClientSession, url: str, server: Child, teacher: Child,
-                   students: list[Child]) -> Snapshot:
-    """Everything at (nearly) one instant; the server is asked first, every time, so the
-    small skew between its counters and the students' is the same at both window ends."""
+async def snapshot(
+    http: aiohttp.ClientSession, url: str, server: Child, teacher: Child, students: list[Child]
+) -> Snapshot:
+    """Everything at one instant: the students' counters are read between two readings of
+    the server's, and only kept when the server sent nothing in between (it sends in bursts,
+    one per incoming packet), so that both count the same packets. After a few tries the
+    last reading is kept and marked inexact."""
 
     async def server_stats() -> dict[str, Any]:
         async with http.get(f"{url}/stats") as r:
             r.raise_for_status()
             return dict(await r.json())
 
-    t = time.monotonic()
-    server_cpu = common.cpu_seconds(server.pid)
-    replies = await asyncio.gather(
-        server_stats(), teacher.request("stats"), *(s.request("stats") for s in students)
-    )
+    for attempt in range(SNAPSHOT_TRIES):
+        t = time.monotonic()
+        server_cpu = common.cpu_seconds(server.pid)
+        first = await server_stats()
+        replies = await asyncio.gather(
+            teacher.request("stats"), *(s.request("stats") for s in students)
+        )
+        second = await server_stats()
+        exact = second["forwarded"] == first["forwarded"]
+        if exact:
+            break
+        await asyncio.sleep(0.001 * (attempt % 7))
     return Snapshot(
-        time=t, server=replies[0], teacher=replies[1], students=list(replies[2:]),
-        server_cpu=server_cpu, teacher_cpu=common.cpu_seconds(teacher.pid),
+        time=t,
+        server=first,
+        teacher=replies[0],
+        students=list(replies[1:]),
+        server_cpu=server_cpu,
+        teacher_cpu=common.cpu_seconds(teacher.pid),
         student_cpu=[common.cpu_seconds(s.pid) for s in students],
         snmp=common.udp_snmp(),
         server_drops=common.udp_socket_drops([server.pid])["drops"],
         student_drops=common.udp_socket_drops([s.pid for s in students])["drops"],
         teacher_drops=common.udp_socket_drops([teacher.pid])["drops"],
+        exact=exact,
+        tries=attempt + 1,
     )
 
 
@@ -237,8 +269,14 @@ async def run_stage(design: str, n: int, opts: Options) -> dict[str, Any]:
         server = await procs.spawn("server", SERVERS[design])
         hello = await server.message(60)
         url = f"http://127.0.0.1:{int(hello['port'])}"
-        clip = ["--video-bitrate", str(opts.video_bitrate), "--fps", str(opts.fps),
-                "--clip-seconds", str(opts.clip_seconds)]
+        clip = [
+            "--video-bitrate",
+            str(opts.video_bitrate),
+            "--fps",
+            str(opts.fps),
+            "--clip-seconds",
+            str(opts.clip_seconds),
+        ]
         teacher = await procs.spawn("teacher", "loadtests.teacher", "--server", url, *clip)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
             await teacher.message(60)
@@ -249,17 +287,33 @@ async def run_stage(design: str, n: int, opts: Options) -> dict[str, Any]:
                             break
                     await asyncio.sleep(0.1)
             await asyncio.sleep(opts.settle)
+            # the server's fixed cost: the teacher's media coming in, timers, no student yet
+            base_t, base_cpu = time.monotonic(), common.cpu_seconds(server.pid)
+            await asyncio.sleep(opts.base_window)
+            base_pct = (
+                100.0 * (common.cpu_seconds(server.pid) - base_cpu) / (time.monotonic() - base_t)
+            )
             rss_before = common.rss_kib(server.pid)
             joined_at = time.monotonic()
             students = [
-                await procs.spawn(f"students{i}", "loadtests.students", "--server", url,
-                                  "--count", str(count), "--prefix", f"s{i}-",
-                                  "--batch", str(opts.batch))
+                await procs.spawn(
+                    f"students{i}",
+                    "loadtests.students",
+                    "--server",
+                    url,
+                    "--count",
+                    str(count),
+                    "--prefix",
+                    f"s{i}-",
+                    "--batch",
+                    str(opts.batch),
+                )
                 for i, count in enumerate(student_split(n))
             ]
             for child in students:
                 await child.message(60)
             receiving = 0
+            next_note = 10.0
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(join_timeout):
                     while receiving < n:
@@ -267,6 +321,15 @@ async def run_stage(design: str, n: int, opts: Options) -> dict[str, Any]:
                         procs.check_alive()
                         replies = await asyncio.gather(*(s.request("stats") for s in students))
                         receiving = sum(r["receiving_video"] for r in replies)
+                        waited = time.monotonic() - joined_at
+                        if waited >= next_note and receiving < n:
+                            next_note += 10.0
+                            connected = sum(r["connected"] for r in replies)
+                            print(
+                                f"    {waited:.0f} s: {connected} connected, {receiving} of "
+                                f"{n} receive video",
+                                flush=True,
+                            )
             join_s = time.monotonic() - joined_at
             if receiving == 0:
                 raise StageError(f"no student received video within {join_timeout:.0f} s")
@@ -277,9 +340,27 @@ async def run_stage(design: str, n: int, opts: Options) -> dict[str, Any]:
             rss_after = common.rss_kib(server.pid)
             procs.check_alive()
         result = measure(design, n, before, after)
+        if result["forwarded"]:
+            marginal = result["server_cpu_pct"] - base_pct
+            result["marginal_us_per_packet"] = round(
+                marginal / 100.0 * 1e6 / result["forwarded_pps"], 2
+            )
+        overload = []
+        if receiving < n:
+            overload.append(f"only {receiving} of {n} students received video")
+        if result["teacher_state"] != "connected":
+            overload.append(f"the teacher's connection is {result['teacher_state']}")
+        if overload:
+            result["saturated"] = True
+            result["saturation"] = "; ".join(filter(None, [result["saturation"], *overload]))
         result.update(
-            processes=len(students), join_s=round(join_s, 2), receiving=receiving,
-            all_receiving=receiving == n, rss_before_kib=rss_before, rss_after_kib=rss_after,
+            base_cpu_pct=round(base_pct, 1),
+            processes=len(students),
+            join_s=round(join_s, 2),
+            receiving=receiving,
+            all_receiving=receiving == n,
+            rss_before_kib=rss_before,
+            rss_after_kib=rss_after,
             kib_per_student=round((rss_after - rss_before) / n, 1),
             stage_s=round(time.monotonic() - started, 1),
         )
@@ -299,14 +380,19 @@ def measure(design: str, n: int, a: Snapshot, b: Snapshot) -> dict[str, Any]:
     forwarded = b.server["forwarded"] - a.server["forwarded"]
     received = sum(s["packets"] for s in b.students) - sum(s["packets"] for s in a.students)
     rx_bytes = sum(s["bytes"] for s in b.students) - sum(s["bytes"] for s in a.students)
+    expected = sum(s["expected"] for s in b.students) - sum(s["expected"] for s in a.students)
     per_a = [p for s in a.students for p in s["per_student"]]
     per_b = [p for s in b.students for p in s["per_student"]]
     video_fps = [_rate(y[1] - x[1], wall) for x, y in zip(per_a, per_b, strict=True)]
     audio_pps = [_rate(y[2] - x[2], wall) for x, y in zip(per_a, per_b, strict=True)]
     teacher_fps = _rate(b.teacher["video_frames"] - a.teacher["video_frames"], wall)
     teacher_aps = _rate(b.teacher["audio_frames"] - a.teacher["audio_frames"], wall)
-    teacher_sent = (b.teacher["video_packets"] + b.teacher["audio_packets"]
-                    - a.teacher["video_packets"] - a.teacher["audio_packets"])
+    teacher_sent = (
+        b.teacher["video_packets"]
+        + b.teacher["audio_packets"]
+        - a.teacher["video_packets"]
+        - a.teacher["audio_packets"]
+    )
     server_in = b.server["received"] - a.server["received"]
     us_per_packet = cpu * 1e6 / forwarded if forwarded else None
     pps_per_student = _rate(forwarded, wall) / n
@@ -332,17 +418,29 @@ def measure(design: str, n: int, a: Snapshot, b: Snapshot) -> dict[str, Any]:
         "us_per_packet": round(us_per_packet, 2) if us_per_packet is not None else None,
         "students_received": received,
         "loss_pct": round(100.0 * (1 - received / forwarded), 3) if forwarded else None,
+        "loss_exact": a.exact and b.exact,
+        "snapshot_tries": [a.tries, b.tries],
+        "seq_loss_pct": round(100.0 * (1 - received / expected), 3) if expected else None,
         "send_errors": b.server.get("send_errors", 0) - a.server.get("send_errors", 0),
-        "socket_drops": (b.server_drops + b.student_drops + b.teacher_drops
-                         - a.server_drops - a.student_drops - a.teacher_drops),
+        "socket_drops": (
+            b.server_drops
+            + b.student_drops
+            + b.teacher_drops
+            - a.server_drops
+            - a.student_drops
+            - a.teacher_drops
+        ),
         "server_socket_drops": b.server_drops - a.server_drops,
         "student_socket_drops": b.student_drops - a.student_drops,
         "teacher_socket_drops": b.teacher_drops - a.teacher_drops,
         "udp_rcvbuf_errors": b.snmp.get("RcvbufErrors", 0) - a.snmp.get("RcvbufErrors", 0),
         "udp_in_errors": b.snmp.get("InErrors", 0) - a.snmp.get("InErrors", 0),
         "server_in_pps": round(_rate(server_in, wall), 1),
-        "upstream_loss_pct": (round(100.0 * (1 - server_in / teacher_sent), 3)
-                              if teacher_sent and design == "sfu" else None),
+        "upstream_loss_pct": (
+            round(100.0 * (1 - server_in / teacher_sent), 3)
+            if teacher_sent and design == "sfu"
+            else None
+        ),
         "teacher_pps": round(_rate(teacher_sent, wall), 1),
         "teacher_video_fps": round(teacher_fps, 2),
         "teacher_audio_pps": round(teacher_aps, 2),
@@ -351,16 +449,32 @@ def measure(design: str, n: int, a: Snapshot, b: Snapshot) -> dict[str, Any]:
         "student_video_fps": round(mean_fps, 2),
         "student_video_fps_min": round(min(video_fps), 2) if video_fps else None,
         "student_audio_pps": round(mean_aps, 2),
-        "students_per_core": (round(1e6 / (us_per_packet * pps_per_student), 1)
-                              if us_per_packet and pps_per_student else None),
+        "students_per_core": (
+            round(1e6 / (us_per_packet * pps_per_student), 1)
+            if us_per_packet and pps_per_student
+            else None
+        ),
         "teacher_cpu_pct": round(100.0 * _rate(b.teacher_cpu - a.teacher_cpu, wall), 1),
         "students_cpu_pct": round(100.0 * _rate(sum(b.student_cpu) - sum(a.student_cpu), wall), 1),
-        "students_cpu_pct_max_process": round(max(
-            (100.0 * _rate(y - x, wall) for x, y in zip(a.student_cpu, b.student_cpu,
-                                                        strict=True)), default=0.0), 1),
+        "students_cpu_pct_max_process": round(
+            max(
+                (
+                    100.0 * _rate(y - x, wall)
+                    for x, y in zip(a.student_cpu, b.student_cpu, strict=True)
+                ),
+                default=0.0,
+            ),
+            1,
+        ),
         "saturated": bool(reasons),
         "saturation": "; ".join(reasons),
         "student_errors": student_errors,
+        "teacher_state": b.teacher.get("state"),
+        "server_loop_lag": b.server.get("loop_lag"),
+        "server_loop_lags_over_500ms_in_window": (
+            b.server.get("loop_lag", {}).get("over_500ms", 0)
+            - a.server.get("loop_lag", {}).get("over_500ms", 0)
+        ),
         "server_counters": b.server.get("counters", {}),
         "server_tracks": b.server.get("tracks", []),
     }
@@ -391,11 +505,15 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     text = fmt.format(value)
     if key == "design" and row.get("saturated"):
         text += "*"
+    inexact = not row.get("loss_exact", True)
+    if key == "loss_pct" and inexact and row.get("seq_loss_pct") is not None:
+        text = fmt.format(row["seq_loss_pct"]) + "s"
     return text
 
 
-def report(rows: list[dict[str, Any]], failures: list[dict[str, Any]],
-           relay_saturated_at: int | None) -> tuple[str, list[dict[str, Any]]]:
+def report(
+    rows: list[dict[str, Any]], failures: list[dict[str, Any]], relay_saturated_at: int | None
+) -> tuple[str, list[dict[str, Any]]]:
     """The table, the relay/SFU ratios and the notes, as printed."""
     cells = [[title for title, _, _ in COLUMNS]]
     cells += [[_cell(r, key, fmt) for _, key, fmt in COLUMNS] for r in rows]
@@ -407,30 +525,45 @@ def report(rows: list[dict[str, Any]], failures: list[dict[str, Any]],
     for (design, n), relay in sorted(by_key.items(), key=lambda kv: kv[0][1]):
         sfu = by_key.get(("sfu", n))
         if design == "relay" and sfu and relay["us_per_packet"] and sfu["us_per_packet"]:
-            ratios.append({"n": n, "relay_us": relay["us_per_packet"],
-                           "sfu_us": sfu["us_per_packet"],
-                           "ratio": round(relay["us_per_packet"] / sfu["us_per_packet"], 1)})
+            ratios.append(
+                {
+                    "n": n,
+                    "relay_us": relay["us_per_packet"],
+                    "sfu_us": sfu["us_per_packet"],
+                    "ratio": round(relay["us_per_packet"] / sfu["us_per_packet"], 1),
+                }
+            )
     lines.append("")
     for r in ratios:
-        lines.append(f"N={r['n']}: relay/SFU µs per packet = {r['relay_us']:.1f} / "
-                     f"{r['sfu_us']:.1f} = {r['ratio']:.1f}x")
+        lines.append(
+            f"N={r['n']}: relay/SFU µs per packet = {r['relay_us']:.1f} / "
+            f"{r['sfu_us']:.1f} = {r['ratio']:.1f}x"
+        )
     for r in rows:
         if r.get("saturated"):
             lines.append(f"* {r['design']} saturated at N={r['n']}: {r['saturation']}")
     if relay_saturated_at is not None:
         lines.append(f"relay: saturated at N={relay_saturated_at}; larger N not run")
     for r in rows:
-        if not r.get("all_receiving", True):
-            lines.append(f"! {r['design']} N={r['n']}: only {r['receiving']} students "
-                         f"received video")
+        if r.get("send_errors"):
+            lines.append(f"! {r['design']} N={r['n']}: {r['send_errors']} server send errors")
         if r.get("student_errors"):
             lines.append(f"! {r['design']} N={r['n']}: {r['student_errors']} student errors")
     for f in failures:
         lines.append(f"! {f['design']} N={f['n']} failed: {f['error'].splitlines()[0]}")
-    lines.append("students/core = 10^6 / (µs per packet x packets/s per student); "
-                 "loss = 1 - packets students counted / packets the server sent")
-    lines.append("rcvbuf drops: /proc/net/udp drops on this run's own sockets (server, teacher, "
-                 "students); sys RcvbufErr: /proc/net/snmp, machine-wide (other processes too)")
+    lines.append(
+        "students/core = 10^6 / (µs per packet x packets/s per student); "
+        "loss = 1 - packets students counted / packets the server sent"
+    )
+    if any(not r.get("loss_exact", True) for r in rows):
+        lines.append(
+            "loss % with s: from the students' RTP sequence numbers (the server was never "
+            "idle while the counters were read, so the counts were not comparable)"
+        )
+    lines.append(
+        "rcvbuf drops: /proc/net/udp drops on this run's own sockets (server, teacher, "
+        "students); sys RcvbufErr: /proc/net/snmp, machine-wide (other processes too)"
+    )
     return "\n".join(lines), ratios
 
 
@@ -447,16 +580,20 @@ def plan(opts: Options) -> list[tuple[str, int]]:
 
 async def run(opts: Options) -> int:
     began = time.monotonic()
-    print(f"clips: {[str(p) for p in clips(opts.video_bitrate, opts.fps, opts.clip_seconds)]}",
-          flush=True)
+    print(
+        f"clips: {[str(p) for p in clips(opts.video_bitrate, opts.fps, opts.clip_seconds)]}",
+        flush=True,
+    )
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
     relay_saturated_at: int | None = None
     for design, n in plan(opts):
         if design == "relay" and relay_saturated_at is not None:
             continue
-        if design == "sfu" and n not in opts.sfu_n and (
-            relay_saturated_at is not None or n not in opts.relay_n
+        if (
+            design == "sfu"
+            and n not in opts.sfu_n
+            and (relay_saturated_at is not None or n not in opts.relay_n)
         ):
             continue  # an SFU comparison point for a relay stage that will not run
         print(f"[{time.monotonic() - began:6.1f}s] {design} N={n} ...", flush=True)
@@ -470,10 +607,14 @@ async def run(opts: Options) -> int:
                 relay_saturated_at = n  # a relay that cannot even be measured is saturated
             continue
         rows.append(row)
-        print(f"    {row['us_per_packet']} µs/pkt, server CPU {row['server_cpu_pct']}%, "
-              f"{row['forwarded_pps']} pkts/s, loss {row['loss_pct']}%, "
-              f"students CPU {row['students_cpu_pct']}%, joined in {row['join_s']} s, "
-              f"stage {row['stage_s']} s", flush=True)
+        print(
+            f"    {row['us_per_packet']} µs/pkt ({row.get('marginal_us_per_packet')} over the "
+            f"{row['base_cpu_pct']}% CPU without students), server CPU {row['server_cpu_pct']}%, "
+            f"{row['forwarded_pps']} pkts/s, loss {row['loss_pct']}%, "
+            f"students CPU {row['students_cpu_pct']}%, joined in {row['join_s']} s, "
+            f"stage {row['stage_s']} s",
+            flush=True,
+        )
         if design == "relay" and row["saturated"]:
             relay_saturated_at = n
     table, ratios = report(rows, failures, relay_saturated_at)
@@ -483,10 +624,15 @@ async def run(opts: Options) -> int:
         "benchmark": "sfu",
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "duration_s": round(time.monotonic() - began, 1),
-        "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                 "kernel": platform.release(), "clk_tck": common.CLK_TCK},
-        "options": {k: (str(v) if isinstance(v, pathlib.Path) else v)
-                    for k, v in vars(opts).items()},
+        "host": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+            "clk_tck": common.CLK_TCK,
+        },
+        "options": {
+            k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(opts).items()
+        },
         "results": rows,
         "failures": failures,
         "ratios": ratios,
@@ -510,20 +656,29 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(
         prog="python -m loadtests.bench_sfu", description=__doc__.split("\n", 1)[0]
     )
-    parser.add_argument("--n", type=_int_list, help="students per SFU stage "
-                        "(default 25,50,100,200; --quick: 10)")
-    parser.add_argument("--relay-n", type=_int_list, help="students per MediaRelay stage, "
-                        "stopping at saturation (default 5 then --n; --quick: 5)")
+    parser.add_argument(
+        "--n", type=_int_list, help="students per SFU stage (default 25,50,100,200; --quick: 10)"
+    )
+    parser.add_argument(
+        "--relay-n",
+        type=_int_list,
+        help="students per MediaRelay stage, "
+        "stopping at saturation (default 5,10 then --n; --quick: 5)",
+    )
     parser.add_argument("--no-relay", action="store_true", help="skip the MediaRelay baseline")
     parser.add_argument("--window", type=float, help="measured seconds (default 10; --quick: 3)")
-    parser.add_argument("--warmup", type=float, help="seconds between all students receiving "
-                        "and the window (default 2; --quick: 1)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        help="seconds between all students receiving and the window (default 2; --quick: 1)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: N=10, relay at N=5")
     parser.add_argument("--video-bitrate", type=int, default=1_000_000)
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--clip-seconds", type=float, default=10.0)
-    parser.add_argument("--batch", type=int, default=10,
-                        help="students negotiating at once, per student process")
+    parser.add_argument(
+        "--batch", type=int, default=10, help="students negotiating at once, per student process"
+    )
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS / "sfu.json")
     args = parser.parse_args(argv)
     sfu_n = args.n or ([10] if args.quick else [25, 50, 100, 200])
@@ -532,13 +687,14 @@ def parse_args(argv: list[str] | None = None) -> Options:
     elif args.relay_n:
         relay_n = args.relay_n
     else:
-        relay_n = [5] if args.quick else sorted({5, *sfu_n})
+        relay_n = [5] if args.quick else sorted({5, 10, *sfu_n})
     return Options(
         sfu_n=sorted(set(sfu_n)),
         relay_n=sorted(set(relay_n)),
         window=args.window or (3.0 if args.quick else 10.0),
         warmup=args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0),
         settle=1.0,
+        base_window=1.0 if args.quick else 2.0,
         video_bitrate=args.video_bitrate,
         fps=args.fps,
         clip_seconds=args.clip_seconds,

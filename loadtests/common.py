@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ctypes
 import json
+import logging
 import os
 import signal
 import socket
@@ -140,6 +141,11 @@ def run_child(main: Callable[[], Awaitable[None]], deadline_s: float) -> None:
     """Run `main` under uvloop; the process ends by itself after `deadline_s` whatever happens."""
     die_with_parent()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
 
     async def bounded() -> None:
         try:
@@ -159,6 +165,32 @@ def run_child(main: Callable[[], Awaitable[None]], deadline_s: float) -> None:
         sys.stderr.flush()
         # aiortc's decoder/encoder threads and half-closed transports must not keep us alive
         os._exit(code)
+
+
+class LoopLag:
+    """How late the event loop runs a 50 ms timer: the longest delay, and how many exceeded
+    0.5 s (aioice's consent check gives up after 0.5 s; six misses in a row close the pair)."""
+
+    def __init__(self, period: float = 0.05) -> None:
+        self.period = period
+        self.max_ms = 0.0
+        self.over_500ms = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.period
+            await asyncio.sleep(self.period)
+            late = max(0.0, loop.time() - due) * 1000.0
+            self.max_ms = max(self.max_ms, late)
+            self.over_500ms += late > 500.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"max_ms": round(self.max_ms, 1), "over_500ms": self.over_500ms}
 
 
 # --- /proc ------------------------------------------------------------------------

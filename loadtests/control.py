@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import sys
 import time
 from typing import Any, Protocol
 
@@ -42,6 +43,7 @@ from sfu import (
 )
 
 ROOM = "bench"
+LAG = common.LoopLag()
 MAX_POLL_S = 30.0
 
 
@@ -116,8 +118,13 @@ class Backend(Protocol):
 def process_stats() -> dict[str, Any]:
     """The server's own pid, CPU seconds and RSS (the parent reads /proc too)."""
     pid = os.getpid()
-    return {"pid": pid, "cpu_s": common.cpu_seconds(pid), "rss_kib": common.rss_kib(pid),
-            "time": time.time()}
+    return {
+        "loop_lag": LAG.as_dict(),
+        "pid": pid,
+        "cpu_s": common.cpu_seconds(pid),
+        "rss_kib": common.rss_kib(pid),
+        "time": time.time(),
+    }
 
 
 class SfuBackend:
@@ -134,6 +141,8 @@ class SfuBackend:
     def _on_event(self, event: MediaEvent) -> None:
         if isinstance(event, SubscriberOffer):
             self.offers.post(event.participant_id, event.sdp, event.tracks)
+        elif isinstance(event, ConnectionStateChanged) and event.direction == "publish":
+            print(f"{event.participant_id}: publisher connection {event.state}", file=sys.stderr)
         elif isinstance(event, ConnectionStateChanged) and event.direction == "subscribe":
             if event.state == "connected":
                 self.connected.add(event.participant_id)
@@ -163,12 +172,18 @@ class SfuBackend:
         for room in self.sfu.rooms.values():
             for track in room.tracks.values():
                 c = track.counters
-                tracks.append({
-                    "kind": track.kind, "received": c.received, "forwarded": c.forwarded,
-                    "retransmitted": c.retransmitted, "duplicates": c.duplicates,
-                    "keyframe_requests": c.keyframe_requests, "downtracks": len(track.downtracks),
-                    "upstream_lost": track.stats.lost,
-                })
+                tracks.append(
+                    {
+                        "kind": track.kind,
+                        "received": c.received,
+                        "forwarded": c.forwarded,
+                        "retransmitted": c.retransmitted,
+                        "duplicates": c.duplicates,
+                        "keyframe_requests": c.keyframe_requests,
+                        "downtracks": len(track.downtracks),
+                        "upstream_lost": track.stats.lost,
+                    }
+                )
         send_errors = bytes_sent = 0
         participants = list(self.sfu.participants())
         for p in participants:
@@ -255,6 +270,7 @@ def make_app(backend: Backend) -> web.Application:
 
 async def serve(backend: Backend) -> None:
     """Serve the control API on 127.0.0.1 until the parent says quit or goes away."""
+    LAG.start()
     await backend.start()
     runner = web.AppRunner(make_app(backend), access_log=None, handle_signals=False)
     await runner.setup()
@@ -284,8 +300,12 @@ async def serve(backend: Backend) -> None:
 
 def main(argv: list[str] | None = None, backend_factory: Any = SfuBackend) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--deadline", type=float, default=600.0,
-                        help="exit after this many seconds whatever happens")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=600.0,
+        help="exit after this many seconds whatever happens",
+    )
     args = parser.parse_args(argv)
 
     async def run() -> None:

@@ -36,8 +36,18 @@ class Student:
     """One subscriber and its counters."""
 
     __slots__ = (
-        "audio_packets", "bytes", "connected", "error", "joined", "name", "packets", "pc",
-        "video_frames", "video_packets", "video_pts",
+        "audio_packets",
+        "bytes",
+        "connected",
+        "error",
+        "joined",
+        "name",
+        "packets",
+        "pc",
+        "streams",
+        "video_frames",
+        "video_packets",
+        "video_pts",
     )
 
     def __init__(self, name: str) -> None:
@@ -46,6 +56,8 @@ class Student:
         self.packets = self.bytes = 0
         self.video_packets = self.video_frames = self.audio_packets = 0
         self.video_pts: frozenset[int] = frozenset()
+        # SSRC -> [highest extended sequence number, first one]: loss as RFC 3550 counts it
+        self.streams: dict[bytes, list[int]] = {}
         self.joined = self.connected = False
         self.error = ""
 
@@ -69,7 +81,11 @@ def tap(student: Student) -> int:
         original = protocol.datagram_received
 
         def datagram_received(
-            data: bytes, addr: tuple[Any, ...], original: Any = original, s: Student = student
+            data: bytes,
+            addr: tuple[Any, ...],
+            original: Any = original,
+            s: Student = student,
+            streams: dict[bytes, list[int]] = student.streams,
         ) -> None:
             if len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 224:
                 s.packets += 1
@@ -81,6 +97,14 @@ def tap(student: Student) -> int:
                         s.video_frames += 1
                 else:
                     s.audio_packets += 1
+                seq = (data[2] << 8) | data[3]
+                stream = streams.get(data[8:12])  # the SSRC, in clear text in SRTP
+                if stream is None:
+                    streams[data[8:12]] = [seq, seq]
+                else:
+                    step = (seq - stream[0]) & 0xFFFF
+                    if step < 0x8000:
+                        stream[0] += step
                 return
             original(data, addr)
 
@@ -163,6 +187,8 @@ class Classroom:
             "video_packets": sum(s.video_packets for s in students),
             "video_frames": sum(s.video_frames for s in students),
             "audio_packets": sum(s.audio_packets for s in students),
+            # packets the senders numbered, first to highest received, on every stream
+            "expected": sum(h - b + 1 for s in students for h, b in s.streams.values()),
             "per_student": [[s.packets, s.video_frames, s.audio_packets] for s in students],
             "errors": len(errors),
             "first_error": errors[0] if errors else "",
@@ -190,8 +216,9 @@ class Classroom:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(3):
-                        await asyncio.gather(*(s.pc.close() for s in self.students),
-                                             return_exceptions=True)
+                        await asyncio.gather(
+                            *(s.pc.close() for s in self.students), return_exceptions=True
+                        )
 
 
 def main() -> None:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
+import sys
 from typing import Any
 
 import aiohttp
@@ -34,11 +36,17 @@ def clips(video_bitrate: int, fps: int, seconds: float) -> tuple[Any, Any]:
 
 async def publish(args: argparse.Namespace) -> None:
     common.loopback_policy()
+    logging.getLogger("aioice.ice").setLevel(logging.INFO)  # "Consent to send expired"
     video_clip, audio_clip = clips(args.video_bitrate, args.fps, args.clip_seconds)
     video, audio = EncodedTrack(video_clip), EncodedTrack(audio_clip)
     pc = common.peer_connection()
     pc.addTrack(video)
     pc.addTrack(audio)
+
+    @pc.on("connectionstatechange")  # type: ignore[misc]
+    def on_state() -> None:
+        print(f"teacher: connection {pc.connectionState}", file=sys.stderr, flush=True)
+
     try:
         await pc.setLocalDescription(await pc.createOffer())
         granted = common.enlarge_pc_buffers(pc)
@@ -48,12 +56,18 @@ async def publish(args: argparse.Namespace) -> None:
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             url = args.server.rstrip("/")
-            async with http.post(f"{url}/join", json={"participant": PARTICIPANT,
-                                                      "publisher": True}) as r:
+            async with http.post(
+                f"{url}/join", json={"participant": PARTICIPANT, "publisher": True}
+            ) as r:
                 r.raise_for_status()
-            async with http.post(f"{url}/publish", json={
-                "participant": PARTICIPANT, "sdp": pc.localDescription.sdp, "sources": sources,
-            }) as r:
+            async with http.post(
+                f"{url}/publish",
+                json={
+                    "participant": PARTICIPANT,
+                    "sdp": pc.localDescription.sdp,
+                    "sources": sources,
+                },
+            ) as r:
                 if r.status != 200:
                     raise RuntimeError(f"publish failed: {r.status} {await r.text()}")
                 answer = (await r.json())["sdp"]
@@ -72,9 +86,12 @@ async def publish(args: argparse.Namespace) -> None:
             if command != "stats":
                 return {"error": f"unknown command {command!r}"}
             return {
-                "video_frames": video.frames_sent, "audio_frames": audio.frames_sent,
-                "video_packets": sent("video"), "audio_packets": sent("audio"),
-                "state": pc.connectionState, "cpu_s": common.cpu_seconds(os.getpid()),
+                "video_frames": video.frames_sent,
+                "audio_frames": audio.frames_sent,
+                "video_packets": sent("video"),
+                "audio_packets": sent("audio"),
+                "state": pc.connectionState,
+                "cpu_s": common.cpu_seconds(os.getpid()),
             }
 
         await common.serve_commands(handle)

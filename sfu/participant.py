@@ -24,7 +24,13 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.sdp import candidate_from_sdp
 
 from . import rtcp
-from ._aiortc import MediaTransport, create_peer_connection, filter_sdp_candidates, silence_sender
+from ._aiortc import (
+    MediaTransport,
+    create_peer_connection,
+    drop_receive_estimator,
+    filter_sdp_candidates,
+    silence_sender,
+)
 from .errors import NegotiationError, NotAllowed, UnknownEntity
 from .events import ConnectionStateChanged, Source, SpeakingChanged, SubscriberOffer
 from .rtp import RtpError, parse_rtp, unwrap_rtx
@@ -211,6 +217,7 @@ class Participant:
         """Answer one codec per m-line (the operator's first choice) plus its RTX."""
         chosen: dict[str, Codec] = {}
         for transceiver in pc.getTransceivers():
+            drop_receive_estimator(transceiver)
             mid = transceiver.mid
             if mid not in declared:
                 transceiver.direction = "inactive"
@@ -495,6 +502,7 @@ class Participant:
         else:
             transceiver = pc.addTransceiver(track.kind, direction="sendonly")
             silence_sender(transceiver.sender)
+            drop_receive_estimator(transceiver)
         sender = transceiver.sender
         sender._stream_id = track.participant_id
         sender._track_id = track.id
