@@ -234,6 +234,11 @@ class MediaTransport:
         async def handle_rtp(data: bytes, arrival_time_ms: int = 0) -> None:
             self.bytes_received += len(data)
             on_rtp(data)
+            # aiortc's receive loop does not yield while its queue holds packets,
+            # and a keyframe is ~50 of them, each fanned out to every student
+            # (2.5 ms at 200): yield after each so that ICE consent checks and
+            # other lessons' packets are served between them, not after 100+ ms.
+            await asyncio.sleep(0)
 
         async def handle_rtcp(data: bytes) -> None:
             self.bytes_received += len(data)

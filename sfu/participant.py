@@ -107,7 +107,8 @@ class Participant:
         self._negotiation_needed = False
         self._offer_pending = False
         self._negotiation: asyncio.Task[None] | None = None
-        self._cname = uuid.uuid4().hex[:16]
+        # bytes received and sent at the last quality sample (for bitrates)
+        self.quality_bytes = (0, 0)
 
     # --- permissions -------------------------------------------------------
 

@@ -14,6 +14,7 @@ from . import rtcp
 from ._aiortc import IcePolicy
 from .bwe import LossBasedEstimator
 from .events import MediaEvent, MediaEventListener, QualitySample, Source
+from .participant import Participant
 from .room import Room
 from .track import InboundTrack
 
@@ -137,7 +138,7 @@ class Sfu:
         self._published.discard(track)
         self._estimators.pop(track, None)
 
-    def participants(self) -> Iterable[Any]:
+    def participants(self) -> Iterable[Participant]:
         for room in self.rooms.values():
             yield from room.participants.values()
 
@@ -181,7 +182,7 @@ class Sfu:
                 self._report_upstream(participant, now)
                 self._report_downstream(participant, now)
 
-    def _report_upstream(self, participant: Any, now: float) -> None:
+    def _report_upstream(self, participant: Participant, now: float) -> None:
         tracks = [t for t in participant.tracks.values() if not t.closed]
         if not tracks or participant.publisher_transport is None:
             return
@@ -198,7 +199,7 @@ class Sfu:
             packet += rtcp.build_remb(participant.rtcp_ssrc, bitrate, [track.ssrc])
         participant.publisher_transport.send_rtcp(packet)
 
-    def _report_downstream(self, participant: Any, now: float) -> None:
+    def _report_downstream(self, participant: Participant, now: float) -> None:
         transport = participant.subscriber_transport
         if transport is None:
             return
@@ -224,7 +225,7 @@ class Sfu:
                 self.emit(_quality_of(room.id, participant, self.config.quality_interval))
 
 
-def _quality_of(room_id: str, participant: Any, interval: float) -> QualitySample:
+def _quality_of(room_id: str, participant: Participant, interval: float) -> QualitySample:
     tracks = [t for t in participant.tracks.values() if not t.closed and t.stats.received]
     downtracks = [
         e.downtrack for e in participant.subscriptions.values() if e.downtrack is not None
@@ -233,8 +234,8 @@ def _quality_of(room_id: str, participant: Any, interval: float) -> QualitySampl
     rtts = [d.rtt_ms for d in downtracks if d.rtt_ms is not None]
     up_bytes = sum(t.stats.bytes for t in tracks)
     down_bytes = sum(d.octets_sent for d in downtracks)
-    previous = getattr(participant, "_quality_bytes", (0, 0))
-    participant._quality_bytes = (up_bytes, down_bytes)
+    previous = participant.quality_bytes
+    participant.quality_bytes = (up_bytes, down_bytes)
     return QualitySample(
         room_id=room_id,
         participant_id=participant.id,
