@@ -40,8 +40,8 @@ class _ConsumerSink:
     def __init__(self, consumer: TrackConsumer) -> None:
         self.consumer = consumer
 
-    def send_rtp(self, packet: bytes) -> bool:
-        self.consumer.on_rtp(packet)
+    def send_rtp(self, packet: bytes | bytearray) -> bool:
+        self.consumer.on_rtp(bytes(packet))  # the forwarder reuses its buffer
         return True
 
     def send_rtcp(self, packet: bytes) -> bool:

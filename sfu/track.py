@@ -83,7 +83,9 @@ class IngressPacket(NamedTuple):
 class RtpSink(Protocol):
     """Where a subscriber's packets go: a peer's SRTP transport or an in-process consumer."""
 
-    def send_rtp(self, packet: bytes) -> bool: ...
+    def send_rtp(self, packet: bytes | bytearray) -> bool:
+        """Send now; the caller may reuse `packet` once this returns."""
+        ...
 
     def send_rtcp(self, packet: bytes) -> bool: ...
 
@@ -424,7 +426,7 @@ class InboundTrack:
                     (timestamp + downtrack.ts_offset) & _MASK32,
                     downtrack.ssrc,
                 )
-                if downtrack.sink.send_rtp(bytes(buf)):
+                if downtrack.sink.send_rtp(buf):
                     downtrack.packets_sent += 1
                     downtrack.octets_sent += size
                     forwarded += 1
