@@ -1,7 +1,7 @@
 """`make bench`: CPU per forwarded packet, loss and memory of the SFU, next to aiortc's MediaRelay.
 
     python -m loadtests.bench_sfu [--n 25,50,100,200] [--relay-n 5,10,25,...] [--window 10]
-                                  [--quick]
+                                  [--quick] [--no-relay] [--no-floor]
 
 For every N, a fresh set of processes, all on 127.0.0.1:
 
@@ -13,11 +13,21 @@ For every N, a fresh set of processes, all on 127.0.0.1:
   SRTP datagrams at the socket and drop them: no decryption, no depacketizing, no decoding.
 
 Once every student receives video, a steady window is measured from each process's own
-accounting: server CPU seconds (/proc/PID/stat utime+stime) over RTP packets it sent to the
+accounting: server CPU seconds (/proc/PID/stat utime+stime, and each of them alone: on
+loopback, stime includes the kernel delivering every datagram to the receiving socket
+inside the sender's `sendto`) over RTP packets it sent to the
 students (the SFU's per-track ``forwarded`` counters; the relay's aiortc senders' counts),
 loss (1 - packets the students counted / packets the server sent), UDP receive-buffer errors
 (/proc/net/snmp, and /proc/net/udp drops of the server's and the students' own sockets), and
 server RSS growth per student (VmRSS after the students joined minus before).
+
+After each SFU stage, the "floor" (`loadtests.floor`, unless --no-floor) runs at the same N:
+a bare uvloop sender doing per packet only what the SFU's fan-out must do (copy, rewrite
+seq/timestamp/SSRC with struct.pack_into, pylibsrtp protect, transport.sendto; one socket
+and one SRTP session per destination) to N sockets of a separate receiver process that
+drains and counts them, at the SFU stage's packet rate (its incoming packets per second,
+each fanned out to all N back to back) and with its measured video/audio packet sizes and
+proportion. Its CPU per packet (user and system) is the floor the SFU's is compared with.
 
 The relay stops growing N at the first N where it saturates: server CPU >= 90 % of one core,
 or students receiving under 80 % of the teacher's frame rate. Where the relay runs at an N
@@ -47,7 +57,7 @@ from typing import Any
 import aiohttp
 import uvloop
 
-from loadtests import common
+from loadtests import common, floor
 from loadtests.teacher import clips
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -58,6 +68,9 @@ MAX_STUDENT_PROCESSES = 8
 SATURATED_CPU_PCT = 90.0
 SATURATED_RATE = 0.8
 SNAPSHOT_TRIES = 30
+FLOOR_DEFAULT_BYTES = 1000  # plaintext RTP bytes when the SFU stage measured no sizes
+FLOOR_DEFAULT_RATE = 166.0  # incoming packets/s when it measured no rate (~ the teacher's)
+FLOOR_BEHIND = 0.95  # the floor "saturates" below this share of its target packet rate
 
 _live_groups: set[int] = set()
 
@@ -192,6 +205,7 @@ class Options:
     clip_seconds: float
     batch: int
     output: pathlib.Path
+    floor: bool = True
 
 
 @dataclass
@@ -201,6 +215,8 @@ class Snapshot:
     teacher: dict[str, Any]
     students: list[dict[str, Any]]
     server_cpu: float
+    server_user: float
+    server_sys: float
     teacher_cpu: float
     student_cpu: list[float]
     snmp: dict[str, int]
@@ -226,7 +242,7 @@ async def snapshot(
 
     for attempt in range(SNAPSHOT_TRIES):
         t = time.monotonic()
-        server_cpu = common.cpu_seconds(server.pid)
+        server_user, server_sys = common.cpu_times(server.pid)
         first = await server_stats()
         replies = await asyncio.gather(
             teacher.request("stats"), *(s.request("stats") for s in students)
@@ -241,7 +257,9 @@ async def snapshot(
         server=first,
         teacher=replies[0],
         students=list(replies[1:]),
-        server_cpu=server_cpu,
+        server_cpu=server_user + server_sys,
+        server_user=server_user,
+        server_sys=server_sys,
         teacher_cpu=common.cpu_seconds(teacher.pid),
         student_cpu=[common.cpu_seconds(s.pid) for s in students],
         snmp=common.udp_snmp(),
@@ -369,6 +387,178 @@ async def run_stage(design: str, n: int, opts: Options) -> dict[str, Any]:
         await procs.close()
 
 
+# --- the floor ---------------------------------------------------------------------
+
+
+def floor_spec(n: int, sfu: dict[str, Any] | None) -> dict[str, Any]:
+    """What the floor sends at N: the SFU stage's incoming packet rate (its forwarded packets
+    per second over N), its video/audio proportion and sizes (as the students received
+    them, less the 16-byte GCM tag that protect adds back); fixed defaults without one."""
+    tag = floor.SRTP_TAG_BYTES
+    rate = sfu["forwarded_pps"] / n if sfu and sfu.get("forwarded_pps") else None
+    avg = sfu.get("avg_bytes") if sfu else None
+    video = sfu.get("avg_video_bytes") if sfu else None
+    audio = sfu.get("avg_audio_bytes") if sfu else None
+    share = sfu.get("video_share") if sfu else None
+    if share is None or (video is None and audio is None):
+        video = audio = avg  # one average size for every packet
+        share = 1.0
+    video = video if video is not None else audio
+    audio = audio if audio is not None else video
+    sized = video is not None and audio is not None
+    return {
+        "basis": ("sfu" if rate else "default rate") + ("" if sized else ", default size"),
+        "tick_rate": round(rate or FLOOR_DEFAULT_RATE, 3),
+        "video_bytes": round(video - tag) if video is not None else FLOOR_DEFAULT_BYTES,
+        "audio_bytes": round(audio - tag) if audio is not None else FLOOR_DEFAULT_BYTES,
+        "video_share": round(share, 4),
+        "profile": floor.PROFILE,
+    }
+
+
+@dataclass
+class FloorSnapshot:
+    time: float
+    user: float
+    sys: float
+    sender: dict[str, Any]
+    receiver: dict[str, Any]
+    receiver_cpu: float
+    snmp: dict[str, int]
+    sender_drops: int
+    receiver_drops: int
+    exact: bool
+    tries: int
+
+
+async def floor_snapshot(sender: Child, receiver: Child) -> FloorSnapshot:
+    """The sender's CPU and counters and the receiver's counts at one instant: kept when the
+    sender sent nothing between two readings around the receiver's (which drains its
+    sockets before answering; loopback delivers inside `sendto`), else marked inexact."""
+    for attempt in range(SNAPSHOT_TRIES):
+        t = time.monotonic()
+        user, system = common.cpu_times(sender.pid)
+        first = await sender.request("stats")
+        received = await receiver.request("stats")
+        second = await sender.request("stats")
+        for reply in (first, received):
+            if "error" in reply:
+                raise StageError(f"floor: {reply['error']}")
+        exact = second.get("sent") == first["sent"]
+        if exact:
+            break
+        await asyncio.sleep(0.001 * (attempt % 7))
+    return FloorSnapshot(
+        time=t,
+        user=user,
+        sys=system,
+        sender=first,
+        receiver=received,
+        receiver_cpu=common.cpu_seconds(receiver.pid),
+        snmp=common.udp_snmp(),
+        sender_drops=common.udp_socket_drops([sender.pid])["drops"],
+        receiver_drops=common.udp_socket_drops([receiver.pid])["drops"],
+        exact=exact,
+        tries=attempt + 1,
+    )
+
+
+async def run_floor_stage(n: int, sfu: dict[str, Any] | None, opts: Options) -> dict[str, Any]:
+    """A fresh receiver (N sockets) and bare sender; measure one window as long as the SFU's."""
+    spec = floor_spec(n, sfu)
+    deadline = 60.0 + opts.warmup + opts.window + 30.0
+    procs = Processes(f"floor-n{n}", deadline)
+    started = time.monotonic()
+    try:
+        receiver = await procs.spawn("receiver", "loadtests.floor", "receive", "--count", str(n))
+        ports = (await receiver.message(30))["ports"]
+        if len(ports) != n:
+            raise StageError(f"floor receiver opened {len(ports)} of {n} sockets")
+        sender = await procs.spawn(
+            "sender",
+            "loadtests.floor",
+            "send",
+            "--ports",
+            ",".join(str(int(p)) for p in ports),
+            "--rate",
+            str(spec["tick_rate"]),
+            "--video-bytes",
+            str(spec["video_bytes"]),
+            "--audio-bytes",
+            str(spec["audio_bytes"]),
+            "--video-share",
+            str(spec["video_share"]),
+        )
+        hello = await sender.message(30)
+        if hello.get("started") != n:
+            raise StageError(f"floor sender: {hello}")
+        await asyncio.sleep(opts.warmup)
+        a = await floor_snapshot(sender, receiver)
+        await asyncio.sleep(opts.window)
+        b = await floor_snapshot(sender, receiver)
+        procs.check_alive()
+    finally:
+        await procs.close()
+    wall = b.time - a.time
+    user, system = b.user - a.user, b.sys - a.sys
+    cpu = user + system
+    sent = b.sender["sent"] - a.sender["sent"]
+    received = b.receiver["packets"] - a.receiver["packets"]
+    rx_bytes = b.receiver["bytes"] - a.receiver["bytes"]
+    target_pps = spec["tick_rate"] * n
+    cpu_pct = 100.0 * _rate(cpu, wall)
+    pps = _rate(sent, wall)
+    us = cpu * 1e6 / sent if sent else None
+    pps_per_student = pps / n
+    reasons = []
+    if cpu_pct >= SATURATED_CPU_PCT:
+        reasons.append(f"sender CPU {cpu_pct:.0f}% >= {SATURATED_CPU_PCT:.0f}% of one core")
+    if pps < FLOOR_BEHIND * target_pps:
+        reasons.append(f"sent {pps:.0f} of {target_pps:.0f} packets/s")
+    return {
+        "design": "floor",
+        "n": n,
+        "window_s": round(wall, 3),
+        "server_cpu_s": round(cpu, 3),
+        "server_cpu_pct": round(cpu_pct, 1),
+        "forwarded": sent,
+        "forwarded_pps": round(pps, 1),
+        "target_pps": round(target_pps, 1),
+        "us_per_packet": round(us, 2) if us is not None else None,
+        "user_us_per_packet": round(user * 1e6 / sent, 2) if sent else None,
+        "sys_us_per_packet": round(system * 1e6 / sent, 2) if sent else None,
+        "server_user_s": round(user, 3),
+        "server_sys_s": round(system, 3),
+        "students_received": received,
+        "avg_bytes": round(rx_bytes / received, 1) if received else None,
+        "loss_pct": round(100.0 * (1 - received / sent), 3) if sent else None,
+        "loss_exact": a.exact and b.exact,
+        "snapshot_tries": [a.tries, b.tries],
+        "send_errors": (
+            b.sender["send_errors"]
+            + b.sender["error_received"]
+            - a.sender["send_errors"]
+            - a.sender["error_received"]
+        ),
+        "sender_write_buffer": b.sender.get("buffered", 0),
+        "late_ticks": b.sender.get("late_ticks", 0) - a.sender.get("late_ticks", 0),
+        "socket_drops": b.sender_drops + b.receiver_drops - a.sender_drops - a.receiver_drops,
+        "server_socket_drops": b.sender_drops - a.sender_drops,
+        "student_socket_drops": b.receiver_drops - a.receiver_drops,
+        "udp_rcvbuf_errors": b.snmp.get("RcvbufErrors", 0) - a.snmp.get("RcvbufErrors", 0),
+        "udp_in_errors": b.snmp.get("InErrors", 0) - a.snmp.get("InErrors", 0),
+        "student_pps": round(pps_per_student, 2),
+        "students_cpu_pct": round(100.0 * _rate(b.receiver_cpu - a.receiver_cpu, wall), 1),
+        "students_per_core": (
+            round(1e6 / (us * pps_per_student), 1) if us and pps_per_student else None
+        ),
+        "saturated": bool(reasons),
+        "saturation": "; ".join(reasons),
+        "floor": {**spec, "sender_video_bytes": hello.get("video_bytes")},
+        "stage_s": round(time.monotonic() - started, 1),
+    }
+
+
 def _rate(delta: float, seconds: float) -> float:
     return delta / seconds if seconds > 0 else 0.0
 
@@ -395,6 +585,16 @@ def measure(design: str, n: int, a: Snapshot, b: Snapshot) -> dict[str, Any]:
     )
     server_in = b.server["received"] - a.server["received"]
     us_per_packet = cpu * 1e6 / forwarded if forwarded else None
+    user_us = (b.server_user - a.server_user) * 1e6 / forwarded if forwarded else None
+    sys_us = (b.server_sys - a.server_sys) * 1e6 / forwarded if forwarded else None
+    video_rx = sum(s["video_packets"] for s in b.students) - sum(
+        s["video_packets"] for s in a.students
+    )
+    video_rx_bytes = sum(s.get("video_bytes", 0) for s in b.students) - sum(
+        s.get("video_bytes", 0) for s in a.students
+    )
+    audio_rx = received - video_rx
+    audio_rx_bytes = rx_bytes - video_rx_bytes
     pps_per_student = _rate(forwarded, wall) / n
     cpu_pct = 100.0 * _rate(cpu, wall)
     mean_fps = sum(video_fps) / len(video_fps) if video_fps else 0.0
@@ -416,7 +616,16 @@ def measure(design: str, n: int, a: Snapshot, b: Snapshot) -> dict[str, Any]:
         "forwarded": forwarded,
         "forwarded_pps": round(_rate(forwarded, wall), 1),
         "us_per_packet": round(us_per_packet, 2) if us_per_packet is not None else None,
+        "user_us_per_packet": round(user_us, 2) if user_us is not None else None,
+        "sys_us_per_packet": round(sys_us, 2) if sys_us is not None else None,
+        "server_user_s": round(b.server_user - a.server_user, 3),
+        "server_sys_s": round(b.server_sys - a.server_sys, 3),
         "students_received": received,
+        # SRTP sizes as received, by kind: what the floor sends
+        "video_share": round(video_rx / received, 4) if received else None,
+        "avg_video_bytes": round(video_rx_bytes / video_rx, 1) if video_rx else None,
+        "avg_audio_bytes": round(audio_rx_bytes / audio_rx, 1) if audio_rx else None,
+        "avg_bytes": round(rx_bytes / received, 1) if received else None,
         "loss_pct": round(100.0 * (1 - received / forwarded), 3) if forwarded else None,
         "loss_exact": a.exact and b.exact,
         "snapshot_tries": [a.tries, b.tries],
@@ -486,6 +695,8 @@ COLUMNS = [
     ("N", "n", "{:d}"),
     ("design", "design", "{}"),
     ("µs/pkt", "us_per_packet", "{:.1f}"),
+    ("user µs/pkt", "user_us_per_packet", "{:.1f}"),
+    ("sys µs/pkt", "sys_us_per_packet", "{:.1f}"),
     ("server CPU %", "server_cpu_pct", "{:.1f}"),
     ("pkts/s fwd", "forwarded_pps", "{:.0f}"),
     ("loss %", "loss_pct", "{:.2f}"),
@@ -509,6 +720,35 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     if key == "loss_pct" and inexact and row.get("seq_loss_pct") is not None:
         text = fmt.format(row["seq_loss_pct"]) + "s"
     return text
+
+
+def floor_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """SFU over floor, µs per packet, at every N that has both: total, user and system."""
+    by_key = {(r["design"], r["n"]): r for r in rows}
+    ratios = []
+    for (design, n), fl in sorted(by_key.items(), key=lambda kv: kv[0][1]):
+        sfu = by_key.get(("sfu", n))
+        if design != "floor" or not sfu or not fl["us_per_packet"] or not sfu["us_per_packet"]:
+            continue
+        entry: dict[str, Any] = {"n": n}
+        for part, key in (
+            ("", "us_per_packet"),
+            ("user_", "user_us_per_packet"),
+            ("sys_", "sys_us_per_packet"),
+        ):
+            entry[f"sfu_{part}us"] = sfu.get(key)
+            entry[f"floor_{part}us"] = fl.get(key)
+            entry[f"{part}ratio"] = (
+                round(sfu[key] / fl[key], 2) if sfu.get(key) and fl.get(key) else None
+            )
+        ratios.append(entry)
+    return ratios
+
+
+def _times(a: float | None, b: float | None, ratio: float | None) -> str:
+    if a is None or b is None or ratio is None:
+        return "-"
+    return f"{a:.1f} / {b:.1f} = {ratio:.1f}x"
 
 
 def report(
@@ -539,6 +779,12 @@ def report(
             f"N={r['n']}: relay/SFU µs per packet = {r['relay_us']:.1f} / "
             f"{r['sfu_us']:.1f} = {r['ratio']:.1f}x"
         )
+    for r in floor_ratios(rows):
+        lines.append(
+            f"N={r['n']}: SFU/floor µs per packet = "
+            f"{_times(r['sfu_us'], r['floor_us'], r['ratio'])}; "
+            f"user only {_times(r['sfu_user_us'], r['floor_user_us'], r['user_ratio'])}"
+        )
     for r in rows:
         if r.get("saturated"):
             lines.append(f"* {r['design']} saturated at N={r['n']}: {r['saturation']}")
@@ -555,6 +801,17 @@ def report(
         "students/core = 10^6 / (µs per packet x packets/s per student); "
         "loss = 1 - packets students counted / packets the server sent"
     )
+    lines.append(
+        "user/sys µs/pkt: the server's utime/stime (/proc/PID/stat) per packet sent; on "
+        "loopback sys includes the kernel delivering each datagram to the receiving socket"
+    )
+    if any(r["design"] == "floor" for r in rows):
+        lines.append(
+            "floor: bare uvloop sender, per packet only copy + pack_into(seq, ts, ssrc) + "
+            "pylibsrtp protect (AEAD_AES_128_GCM) + sendto, one socket and SRTP session per "
+            "destination, at the SFU's rate and sizes; server CPU % = the sender's, "
+            "students CPU % = its receiver's"
+        )
     if any(not r.get("loss_exact", True) for r in rows):
         lines.append(
             "loss % with s: from the students' RTP sequence numbers (the server was never "
@@ -568,11 +825,14 @@ def report(
 
 
 def plan(opts: Options) -> list[tuple[str, int]]:
-    """(design, N) in order: at each N the SFU, then the relay (same conditions, back to back)."""
+    """(design, N) in order: at each N the SFU, its floor, then the relay (same conditions,
+    back to back)."""
     stages = []
     for n in sorted(set(opts.sfu_n) | set(opts.relay_n)):
         if n in opts.sfu_n or n in opts.relay_n:
             stages.append(("sfu", n))
+            if opts.floor:
+                stages.append(("floor", n))
         if n in opts.relay_n:
             stages.append(("relay", n))
     return stages
@@ -587,8 +847,29 @@ async def run(opts: Options) -> int:
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
     relay_saturated_at: int | None = None
+    sfu_attempted: dict[int, dict[str, Any] | None] = {}
     for design, n in plan(opts):
         if design == "relay" and relay_saturated_at is not None:
+            continue
+        if design == "floor":
+            if n not in sfu_attempted:
+                continue  # its SFU stage did not run
+            print(f"[{time.monotonic() - began:6.1f}s] floor N={n} ...", flush=True)
+            try:
+                row = await run_floor_stage(n, sfu_attempted[n], opts)
+            except (StageError, TimeoutError, OSError, KeyError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                print(f"    failed: {error}", flush=True)
+                failures.append({"design": design, "n": n, "error": error})
+                continue
+            rows.append(row)
+            print(
+                f"    {row['us_per_packet']} µs/pkt (user {row['user_us_per_packet']}, sys "
+                f"{row['sys_us_per_packet']}), sender CPU {row['server_cpu_pct']}%, "
+                f"{row['forwarded_pps']} of {row['target_pps']} pkts/s, loss {row['loss_pct']}%, "
+                f"receiver CPU {row['students_cpu_pct']}%, stage {row['stage_s']} s",
+                flush=True,
+            )
             continue
         if (
             design == "sfu"
@@ -597,6 +878,8 @@ async def run(opts: Options) -> int:
         ):
             continue  # an SFU comparison point for a relay stage that will not run
         print(f"[{time.monotonic() - began:6.1f}s] {design} N={n} ...", flush=True)
+        if design == "sfu":
+            sfu_attempted[n] = None
         try:
             row = await run_stage(design, n, opts)
         except (StageError, TimeoutError, aiohttp.ClientError, OSError, KeyError) as exc:
@@ -607,8 +890,11 @@ async def run(opts: Options) -> int:
                 relay_saturated_at = n  # a relay that cannot even be measured is saturated
             continue
         rows.append(row)
+        if design == "sfu":
+            sfu_attempted[n] = row
         print(
-            f"    {row['us_per_packet']} µs/pkt ({row.get('marginal_us_per_packet')} over the "
+            f"    {row['us_per_packet']} µs/pkt (user {row['user_us_per_packet']}, sys "
+            f"{row['sys_us_per_packet']}; {row.get('marginal_us_per_packet')} over the "
             f"{row['base_cpu_pct']}% CPU without students), server CPU {row['server_cpu_pct']}%, "
             f"{row['forwarded_pps']} pkts/s, loss {row['loss_pct']}%, "
             f"students CPU {row['students_cpu_pct']}%, joined in {row['join_s']} s, "
@@ -636,6 +922,7 @@ async def run(opts: Options) -> int:
         "results": rows,
         "failures": failures,
         "ratios": ratios,
+        "floor_ratios": floor_ratios(rows),
         "relay_saturated_at": relay_saturated_at,
         "table": table,
     }
@@ -666,6 +953,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "stopping at saturation (default 5,10 then --n; --quick: 5)",
     )
     parser.add_argument("--no-relay", action="store_true", help="skip the MediaRelay baseline")
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the bare copy + protect + sendto floor after each SFU stage",
+    )
     parser.add_argument("--window", type=float, help="measured seconds (default 10; --quick: 3)")
     parser.add_argument(
         "--warmup",
@@ -700,6 +992,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         clip_seconds=args.clip_seconds,
         batch=args.batch,
         output=args.output,
+        floor=not args.no_floor,
     )
 
 

@@ -196,11 +196,19 @@ class LoopLag:
 # --- /proc ------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process (all its threads), in seconds: fields 14 and 15 of
+    /proc/PID/stat. stime includes the kernel work done in the process's context, such as
+    delivering a loopback datagram to the receiving socket during `sendto` (softirq)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    user, system = cpu_times(pid)
+    return user + system
 
 
 def rss_kib(pid: int) -> int:

@@ -6,8 +6,8 @@ Each student joins through the control API, answers every subscriber offer (long
 with an ordinary aiortc peer connection, and from then on never lets aiortc see a media
 packet: each ICE socket's ``datagram_received`` is wrapped so that SRTP datagrams (first
 byte 128..191, second byte not 192..223, which would be SRTCP) are counted (packets,
-bytes, video packets and frames by the clear-text payload type and marker bit, audio
-packets) and dropped. STUN, DTLS and SRTCP go to aioice/aiortc as usual, so ICE consent
+bytes, video packets, bytes and frames by the clear-text payload type and marker bit,
+audio packets) and dropped. STUN, DTLS and SRTCP go to aioice/aiortc as usual, so ICE consent
 and DTLS keep working. The sockets get 4 MiB receive buffers.
 
 Students join ``--batch`` at a time (each holds its slot until connected). ``stats`` on
@@ -45,6 +45,7 @@ class Student:
         "packets",
         "pc",
         "streams",
+        "video_bytes",
         "video_frames",
         "video_packets",
         "video_pts",
@@ -55,6 +56,7 @@ class Student:
         self.pc: RTCPeerConnection = common.peer_connection()
         self.packets = self.bytes = 0
         self.video_packets = self.video_frames = self.audio_packets = 0
+        self.video_bytes = 0
         self.video_pts: frozenset[int] = frozenset()
         # SSRC -> [highest extended sequence number, first one]: loss as RFC 3550 counts it
         self.streams: dict[bytes, list[int]] = {}
@@ -93,6 +95,7 @@ def tap(student: Student) -> int:
                 b1 = data[1]
                 if (b1 & 0x7F) in s.video_pts:
                     s.video_packets += 1
+                    s.video_bytes += len(data)
                     if b1 & 0x80:  # marker: last packet of a frame
                         s.video_frames += 1
                 else:
@@ -185,6 +188,7 @@ class Classroom:
             "packets": sum(s.packets for s in students),
             "bytes": sum(s.bytes for s in students),
             "video_packets": sum(s.video_packets for s in students),
+            "video_bytes": sum(s.video_bytes for s in students),
             "video_frames": sum(s.video_frames for s in students),
             "audio_packets": sum(s.audio_packets for s in students),
             # packets the senders numbered, first to highest received, on every stream
