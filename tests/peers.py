@@ -87,28 +87,31 @@ def _tap_sent(pc: RTCPeerConnection, sink: dict[int, list[Captured]], rtcp_sink:
 
         async def send_rtp(data: bytes, original: Any = original) -> None:
             if not is_rtcp(data):
-                h = parse_rtp(data)
-                sink[h.ssrc].append(
-                    Captured(
-                        h.ssrc,
-                        h.sequence_number,
-                        h.timestamp,
-                        h.payload_type,
-                        data[h.payload_start : h.payload_end],
-                        dict(h.extensions),
-                    )
-                )
+                packet = _captured(data)
+                sink[packet.ssrc].append(packet)
             await original(data)
 
         dtls._send_rtp = send_rtp
-        original_rtcp = dtls._handle_rtcp_data
+        _tap_rtcp(dtls, rtcp_sink)
 
-        async def handle_rtcp(data: bytes, original: Any = original_rtcp) -> None:
-            with contextlib.suppress(ValueError):
-                rtcp_sink.extend(parse_rtcp(data))
-            await original(data)
 
-        dtls._handle_rtcp_data = handle_rtcp
+def _captured(data: bytes) -> Captured:
+    h = parse_rtp(data)
+    payload = data[h.payload_start : h.payload_end]
+    return Captured(
+        h.ssrc, h.sequence_number, h.timestamp, h.payload_type, payload, dict(h.extensions)
+    )
+
+
+def _tap_rtcp(dtls: Any, rtcp_sink: list[Any]) -> None:
+    original = dtls._handle_rtcp_data
+
+    async def handle_rtcp(data: bytes) -> None:
+        with contextlib.suppress(ValueError):
+            rtcp_sink.extend(parse_rtcp(data))
+        await original(data)
+
+    dtls._handle_rtcp_data = handle_rtcp
 
 
 def _tap_received(
@@ -125,29 +128,14 @@ def _tap_received(
         original = dtls._handle_rtp_data
 
         async def handle_rtp(data: bytes, arrival_time_ms: int, original: Any = original) -> None:
-            h = parse_rtp(data)
-            packet = Captured(
-                h.ssrc,
-                h.sequence_number,
-                h.timestamp,
-                h.payload_type,
-                data[h.payload_start : h.payload_end],
-                dict(h.extensions),
-            )
+            packet = _captured(data)
             if drop is not None and drop(packet):
                 return  # simulated loss between the SFU and this subscriber
-            sink[h.ssrc].append(packet)
+            sink[packet.ssrc].append(packet)
             await original(data, arrival_time_ms)
 
         dtls._handle_rtp_data = handle_rtp
-        original_rtcp = dtls._handle_rtcp_data
-
-        async def handle_rtcp(data: bytes, original: Any = original_rtcp) -> None:
-            with contextlib.suppress(ValueError):
-                rtcp_sink.extend(parse_rtcp(data))
-            await original(data)
-
-        dtls._handle_rtcp_data = handle_rtcp
+        _tap_rtcp(dtls, rtcp_sink)
 
 
 def peer_connection() -> RTCPeerConnection:
