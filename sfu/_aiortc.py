@@ -40,7 +40,6 @@ __all__ = [
     "MediaTransport",
     "create_peer_connection",
     "drop_receive_estimator",
-    "dtls_transports",
     "filter_sdp_candidates",
     "silence_sender",
 ]
@@ -131,16 +130,6 @@ def filter_sdp_candidates(sdp: str, policy: IcePolicy) -> str:
                 continue
         lines.append(line)
     return "\r\n".join(lines) + "\r\n"
-
-
-def dtls_transports(pc: RTCPeerConnection) -> list[Any]:
-    """The distinct DTLS transports the connection's transceivers use."""
-    seen: list[Any] = []
-    for transceiver in pc.getTransceivers():
-        transport = transceiver.receiver.transport
-        if transport is not None and all(t is not transport for t in seen):
-            seen.append(transport)
-    return seen
 
 
 def silence_sender(sender: RTCRtpSender) -> None:

@@ -7,10 +7,9 @@ import random
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
-from . import rtcp
 from .errors import UnknownEntity
 from .events import Source, TrackMuted, TrackPublished, TrackUnpublished
-from .participant import AUDIO_LEVEL_URI, Participant
+from .participant import Participant
 from .track import DownTrack, InboundTrack
 
 if TYPE_CHECKING:
@@ -143,6 +142,8 @@ class Room:
             sink=_ConsumerSink(consumer),
             ssrc=random.getrandbits(32) or 1,
             payload_type=track.codec.payload_type,
+            # No negotiation with a consumer: the audio level, when the
+            # publisher sends one, is always extension id 1.
             audio_level_id=1 if track.audio_level_id else 0,
         )
         subscription = LocalSubscription(self, downtrack, consumer)
@@ -198,7 +199,3 @@ class Room:
         self.participants.clear()
         for subscription in list(self._consumers):
             subscription.close("closed")
-
-
-# Re-exported so that callers do not need to know where the constant lives.
-_ = (AUDIO_LEVEL_URI, rtcp)

@@ -129,7 +129,6 @@ class DownTrack:
     jitter_ms: float | None = None
     rtt_ms: float | None = None
     remb: int | None = None
-    on_ended: Callable[[DownTrack], None] | None = None
 
     @property
     def group_key(self) -> tuple[int, int, int]:
@@ -254,7 +253,7 @@ class InboundTrack:
         self._waiting = 0  # downtracks waiting for their first packet
         self.muted = False
         self.closed = False
-        self.last_seq = 0
+        self.last_seq = -1  # the newest sequence number forwarded, -1 before any
         self.last_timestamp = 0
         self.sr_ntp: int | None = None
         self.sr_rtp = 0
@@ -388,7 +387,8 @@ class InboundTrack:
         if self.muted or self.closed or not body:
             counters.dropped_muted += self.muted
             return
-        if ((seq - self.last_seq) & 0xFFFF) < 0x8000:
+        last = self.last_seq
+        if last < 0 or ((seq - last) & 0xFFFF) < 0x8000:  # newest so far, wrap-aware
             self.last_seq = seq
             self.last_timestamp = timestamp
         self._fanout(packet, now)
