@@ -639,6 +639,8 @@ class Participant:
         pc = self.publisher_pc if direction == "publish" else self.subscriber_pc
         if pc is None:
             raise NegotiationError(f"no {direction} connection to add a candidate to")
+        if not isinstance(candidate, str) or len(candidate) > 1024:
+            raise NegotiationError("ICE candidate must be a string of at most 1 KiB")
         text = candidate.removeprefix("a=").removeprefix("candidate:")
         try:
             parsed = candidate_from_sdp(text)
