@@ -441,7 +441,10 @@ class Participant:
             entry.track.remove(downtrack)
             self._by_ssrc.pop(downtrack.ssrc, None)
             if self.subscriber_transport is not None:
-                self.subscriber_transport.send_rtcp(rtcp.build_bye([downtrack.ssrc]))
+                ssrcs = [downtrack.ssrc]
+                if downtrack.rtx_ssrc is not None:
+                    ssrcs.append(downtrack.rtx_ssrc)
+                self.subscriber_transport.send_rtcp(rtcp.build_bye(ssrcs))
             downtrack.pause(time.time())
         if entry.transceiver is not None:
             entry.transceiver.direction = "inactive"
@@ -564,6 +567,8 @@ class Participant:
             downtrack.next_ts = previous.next_ts
             downtrack.paused_at = previous.paused_at
             downtrack.rtx_seq = previous.rtx_seq
+            downtrack.sr_packets_before = previous.sr_packets_before + previous.packets_sent
+            downtrack.sr_octets_before = previous.sr_octets_before + previous.octets_sent
         entry.downtrack = downtrack
         self._by_ssrc[downtrack.ssrc] = downtrack
         if downtrack.rtx_ssrc is not None:

@@ -124,6 +124,9 @@ class DownTrack:
     rtx_seq: int = field(default_factory=lambda: random.getrandbits(16))
     packets_sent: int = 0
     octets_sent: int = 0
+    # What this SSRC sent before its m-line was reused: SR counts are per SSRC.
+    sr_packets_before: int = 0
+    sr_octets_before: int = 0
     sr_sent: dict[int, float] = field(default_factory=dict)  # LSR -> time sent
     fraction_lost: float | None = None
     jitter_ms: float | None = None
@@ -165,7 +168,11 @@ class DownTrack:
         if len(self.sr_sent) > 8:
             del self.sr_sent[next(iter(self.sr_sent))]
         packet = rtcp.build_sender_report(
-            self.ssrc, ntp, rtp_ts, self.packets_sent & _MASK32, self.octets_sent & _MASK32
+            self.ssrc,
+            ntp,
+            rtp_ts,
+            (self.sr_packets_before + self.packets_sent) & _MASK32,
+            (self.sr_octets_before + self.octets_sent) & _MASK32,
         )
         if self.cname:
             packet += rtcp.build_sdes_cname(self.ssrc, self.cname)

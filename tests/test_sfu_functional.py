@@ -397,6 +397,16 @@ async def test_mute_pauses_and_resumes_without_a_sequence_gap(sfu: Sfu, log: Eve
 async def test_unsubscribe_then_subscribe_reuses_the_m_line(sfu: Sfu, log: EventLog) -> None:
     room, _, publisher, subs, video, _ = await _lesson(sfu, log)
     await wait_until(lambda: len(subs[0].packets_for(video.track_id)) > 10)
+    ssrc = subs[0].packets_for(video.track_id)[-1].ssrc
+
+    def reported() -> list[int]:
+        return [
+            p.packet_count
+            for p in subs[0].rtcp_received
+            if isinstance(p, SenderReport) and p.ssrc == ssrc
+        ]
+
+    await wait_until(lambda: len(reported()) > 0, timeout=5)  # one SR before the pause
     student = room.participant("s0")
     student.unsubscribe(video.track_id)
     await wait_until(lambda: len(subs[0].offers) >= 2)
@@ -407,6 +417,13 @@ async def test_unsubscribe_then_subscribe_reuses_the_m_line(sfu: Sfu, log: Event
     assert offer.sdp.count("m=video") == 1  # the inactive m-line was reused, not a new one
     count = len(subs[0].packets_for(video.track_id))
     await wait_until(lambda: len(subs[0].packets_for(video.track_id)) > count + 10, timeout=5)
+    assert subs[0].packets_for(video.track_id)[-1].ssrc == ssrc
+    before = len(reported())
+    await wait_until(lambda: len(reported()) > before, timeout=5)
+    counts = reported()
+    # Same SSRC on the reused m-line: its sender reports keep counting (RFC 3550 6.4.1).
+    assert counts == sorted(counts)
+    assert counts[-1] >= count
     await _close_all(*subs, publisher)
 
 
