@@ -487,12 +487,14 @@ class Participant:
             self.subscriber_transport = MediaTransport(
                 dtls, self._sfu.config.ice, self._on_subscriber_rtp, self._on_subscriber_rtcp
             )
-        for entry in self.subscriptions.values():
+        # Subscriptions added while this offer was being made have no m-line
+        # yet: they go into the next offer, after this one is answered.
+        offered = [e for e in self.subscriptions.values() if e.transceiver is not None]
+        for entry in offered:
             entry.mid = entry.transceiver.mid
         self._offer_pending = True
         tracks = tuple(
-            (e.mid or "", e.track.id, e.track.participant_id, str(e.track.source))
-            for e in self.subscriptions.values()
+            (e.mid or "", e.track.id, e.track.participant_id, str(e.track.source)) for e in offered
         )
         self._sfu.emit(SubscriberOffer(self.room.id, self.id, str(pc.localDescription.sdp), tracks))
 

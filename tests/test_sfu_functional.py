@@ -14,6 +14,7 @@ from aiortc.mediastreams import MediaStreamError
 from loadtests.media import EncodedTrack, cached_clip
 from sfu import (
     ConnectionStateChanged,
+    IcePolicy,
     NegotiationError,
     NotAllowed,
     QualitySample,
@@ -24,6 +25,7 @@ from sfu import (
     TrackPublished,
     TrackUnpublished,
 )
+from sfu import participant as participant_module
 from sfu.codecs import is_keyframe
 from sfu.rtcp import Bye, Nack, Pli, SenderReport, parse_rtcp
 from sfu.rtp import parse_rtp
@@ -461,3 +463,40 @@ async def test_trickled_candidates_outside_the_allowed_networks_are_ignored(
     with pytest.raises(NegotiationError, match="malformed ICE candidate"):
         await teacher.add_ice_candidate("publish", "candidate:garbage", "0")
     await _close_all(*subs, publisher)
+
+
+async def test_a_subscription_made_during_an_offer_goes_into_the_next_one(
+    sfu: Sfu, log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    room = sfu.room("lesson")
+    teacher = await room.join("teacher", {Source.CAMERA, Source.MICROPHONE})
+    publisher = Publisher(teacher)
+    publisher.add(Source.CAMERA, keyframe_interval_s=1.0)
+    publisher.add(Source.MICROPHONE)
+    await publisher.publish()
+    video = await log.wait_for(lambda e: isinstance(e, TrackPublished) and e.kind == "video")
+    audio = await log.wait_for(lambda e: isinstance(e, TrackPublished) and e.kind == "audio")
+    student = await room.join("student", auto_subscribe=False)
+    sub = Subscriber(student, log)
+    original = participant_module.create_peer_connection
+
+    def with_interruption(policy: IcePolicy) -> object:
+        pc = original(policy)
+        create_offer = pc.createOffer
+
+        async def create() -> object:
+            student.subscribe(room.track(audio.track_id))  # arrives while the offer is made
+            return await create_offer()
+
+        pc.createOffer = create
+        return pc
+
+    monkeypatch.setattr(participant_module, "create_peer_connection", with_interruption)
+    student.subscribe(room.track(video.track_id))
+    await wait_until(
+        lambda: (
+            len(sub.packets_for(video.track_id)) > 10 and len(sub.packets_for(audio.track_id)) > 10
+        )
+    )
+    assert len(sub.offers) == 2
+    await _close_all(sub, publisher)
