@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import uuid
 from importlib.metadata import version
 
 from sfu import SfuConfig
+from signaling.identity import MIN_HS256_SECRET_BYTES, Role, mint
 
 __all__ = ["main"]
 
@@ -17,7 +20,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"sabaq {version('sabaq')}")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("info", help="what this installation can do")
+    token = commands.add_parser(
+        "token",
+        help="mint an HS256 token for development and tests",
+        description="Print an HS256 token signed with the secret in an environment variable.",
+    )
+    token.add_argument("--role", required=True, choices=[r.value for r in Role])
+    token.add_argument("--name", required=True, help="display name")
+    token.add_argument("--sub", help="user id (default: a fresh dev-… id)")
+    token.add_argument("--lesson", help="the lesson the token admits to")
+    token.add_argument("--course", help="the course the token admits to")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.add_argument("--issuer", default="sabaq-dev")
+    token.add_argument("--audience", default="sabaq")
+    token.add_argument(
+        "--secret-env",
+        default="SABAQ_JWT_SECRET",
+        metavar="VAR",
+        help="environment variable holding the HS256 secret",
+    )
     args = parser.parse_args(argv)
+    if args.command == "token":
+        return _token(args)
     if args.command == "info":
         config = SfuConfig()
         print(f"sabaq {version('sabaq')}")
@@ -28,6 +52,41 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser.print_help()
     return 2
+
+
+def _token(args: argparse.Namespace) -> int:
+    """`sabaq token`: print a token; errors go to stderr with exit status 2."""
+    secret = os.environ.get(args.secret_env)
+    if not secret:
+        print(f"sabaq token: set {args.secret_env} to the HS256 secret", file=sys.stderr)
+        return 2
+    if len(secret.encode()) < MIN_HS256_SECRET_BYTES:
+        print(
+            f"sabaq token: the secret in {args.secret_env} must be at least "
+            f"{MIN_HS256_SECRET_BYTES} bytes",
+            file=sys.stderr,
+        )
+        return 2
+    if args.role != Role.ADMIN and args.lesson is None and args.course is None:
+        print("sabaq token: give --lesson or --course (only admin needs neither)", file=sys.stderr)
+        return 2
+    if args.ttl <= 0:
+        print("sabaq token: --ttl must be positive", file=sys.stderr)
+        return 2
+    print(
+        mint(
+            secret=secret,
+            issuer=args.issuer,
+            audience=args.audience,
+            sub=args.sub or f"dev-{uuid.uuid4().hex[:12]}",
+            name=args.name,
+            role=args.role,
+            lesson=args.lesson,
+            course=args.course,
+            ttl=args.ttl,
+        )
+    )
+    return 0
 
 
 if __name__ == "__main__":
