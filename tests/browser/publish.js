@@ -8,10 +8,11 @@
 // window.sabaqConnectionState (RTCPeerConnection.connectionState) and
 // window.sabaqError (the message of whatever went wrong, else null).
 
+import { gatheringComplete, postJson } from "./common.js";
+
 const statusLine = document.getElementById("status");
 const preview = document.getElementById("preview");
 const SOURCE_OF_KIND = { video: "camera", audio: "microphone" };
-const GATHERING_TIMEOUT_MS = 10000;
 
 window.sabaqState = "starting";
 window.sabaqConnectionState = "new";
@@ -23,37 +24,6 @@ function report(state, text) {
   window.sabaqLog.push(`${state}: ${text}`);
   statusLine.dataset.state = state;
   statusLine.textContent = text;
-}
-
-function gatheringComplete(pc) {
-  if (pc.iceGatheringState === "complete") {
-    return Promise.resolve();
-  }
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`ICE gathering did not complete in ${GATHERING_TIMEOUT_MS} ms`)),
-      GATHERING_TIMEOUT_MS,
-    );
-    pc.addEventListener("icegatheringstatechange", () => {
-      if (pc.iceGatheringState === "complete") {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-}
-
-async function postJson(path, body) {
-  const response = await fetch(path, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  const text = await response.text();
-  if (!response.ok) {
-    throw new Error(`${path} answered ${response.status}: ${text}`);
-  }
-  return JSON.parse(text);
 }
 
 // What the browser has sent so far, per kind: lets a test tell "not sending" from "not received".

@@ -13,11 +13,12 @@
 // window.sabaqTrackEvents (mute/unmute/ended of remote tracks) and calls
 // window.sabaqInbound() and window.sabaqTransceivers() for the receive side.
 
+import { gatheringComplete, postJson } from "./common.js";
+
 const statusLine = document.getElementById("status");
 const video = document.getElementById("teacher-camera");
 const audio = document.getElementById("teacher-microphone");
 const videoLabel = document.getElementById("teacher-label");
-const GATHERING_TIMEOUT_MS = 10000;
 
 window.sabaqState = "starting";
 window.sabaqConnectionState = "new";
@@ -49,38 +50,6 @@ function fail(error) {
 
 window.addEventListener("error", (event) => fail(event.message));
 window.addEventListener("unhandledrejection", (event) => fail(event.reason));
-
-function gatheringComplete(pc) {
-  if (pc.iceGatheringState === "complete") {
-    return Promise.resolve();
-  }
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`ICE gathering did not complete in ${GATHERING_TIMEOUT_MS} ms`)),
-      GATHERING_TIMEOUT_MS,
-    );
-    pc.addEventListener("icegatheringstatechange", function onChange() {
-      if (pc.iceGatheringState === "complete") {
-        clearTimeout(timer);
-        pc.removeEventListener("icegatheringstatechange", onChange);
-        resolve();
-      }
-    });
-  });
-}
-
-async function postJson(path, body) {
-  const response = await fetch(path, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  const text = await response.text();
-  if (!response.ok) {
-    throw new Error(`${path} answered ${response.status}: ${text}`);
-  }
-  return JSON.parse(text);
-}
 
 function describe(label) {
   return label ? `${label.publisherId}'s ${label.source}` : "an unlabelled track";
