@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+# Seconds a closing participant lets an offer in progress finish (gathering
+# on host addresses takes milliseconds).
+NEGOTIATION_GRACE = 2.0
 # SDP is small; a bigger "offer" is an attack on the parser.
 MAX_SDP_BYTES = 64 * 1024
 
@@ -663,8 +666,13 @@ class Participant:
         if self.closed:
             return
         self.closed = True
-        if self._negotiation is not None and not self._negotiation.done():
-            self._negotiation.cancel()
+        negotiation = self._negotiation
+        if negotiation is not None and not negotiation.done():
+            # Cancelled inside setLocalDescription, aioice would leak the sockets
+            # it is gathering on; the loop stops by itself once `closed` is set.
+            with contextlib.suppress(TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(negotiation), NEGOTIATION_GRACE)
+            negotiation.cancel()
         for track in list(self.tracks.values()):
             self._end_track(track, "left")
         for track_id in list(self.subscriptions):

@@ -7,6 +7,7 @@ import os
 import sys
 import uuid
 from importlib.metadata import version
+from pathlib import Path
 
 from sfu import SfuConfig
 from signaling.identity import MIN_HS256_SECRET_BYTES, Role, mint
@@ -20,6 +21,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"sabaq {version('sabaq')}")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("info", help="what this installation can do")
+    serve = commands.add_parser(
+        "serve",
+        help="run Sabaq (embedded mode: signaling, SFU and web pages in one process)",
+        description="Run Sabaq. Settings come from a TOML file (--config or SABAQ_CONFIG) "
+        "and SABAQ_* environment variables; see docs/configuration.md.",
+    )
+    serve.add_argument("--config", type=Path, help="TOML settings file")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="create the lesson 'demo' and print a teacher link and two student links",
+    )
     token = commands.add_parser(
         "token",
         help="mint an HS256 token for development and tests",
@@ -42,16 +55,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "token":
         return _token(args)
+    if args.command == "serve":
+        return _serve(args)
     if args.command == "info":
         config = SfuConfig()
         print(f"sabaq {version('sabaq')}")
         print("media plane: forwarding without decoding")
         print(f"  video codecs: {', '.join(config.video_codecs)}")
         print(f"  audio codecs: {', '.join(config.audio_codecs)}")
-        print("'sabaq serve' arrives with the signaling service.")
         return 0
     parser.print_help()
     return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """`sabaq serve`: settings errors go to stderr with exit status 2."""
+    from signaling.serve import serve  # noqa: PLC0415 - loads aiohttp, uvloop, the SFU
+    from signaling.settings import SettingsError, load_settings  # noqa: PLC0415
+
+    try:
+        settings = load_settings(args.config)
+        return serve(settings, demo=args.demo)
+    except SettingsError as exc:
+        print(f"sabaq serve: {exc}", file=sys.stderr)
+        return 2
 
 
 def _token(args: argparse.Namespace) -> int:
