@@ -25,7 +25,7 @@ from signaling.rest import MAX_BODY, setup_rest
 SECRET = "s" * 40
 ISSUER = "uni-idp"
 AUDIENCE = "sabaq"
-GREETING = "Сәлеметсіз бе!"  # noqa: RUF001 (Kazakh, on purpose)
+GREETING = "Сәлеметсіз бе!"
 
 
 def token(
