@@ -227,9 +227,15 @@ class Classroom:
         self.members[member.id] = member
         # Room.join replaces a participant with the same id: the old session's
         # media is torn down before the new one's is set up.
-        member.participant = await self.sfu.room(self.room_id).join(
-            member.id, self.allowed_sources(member), auto_subscribe=True
-        )
+        try:
+            member.participant = await self.sfu.room(self.room_id).join(
+                member.id, self.allowed_sources(member), auto_subscribe=True
+            )
+        except BaseException:
+            if self.members.get(member.id) is member:
+                del self.members[member.id]
+            member.gone = True
+            raise
         if member.gone:  # replaced or removed while joining the SFU room
             return
         member.peer.send(
