@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -114,7 +115,13 @@ class ClassroomServer:
         return client
 
 
-def classroom_settings(tmp_path: Path, **limits: Any) -> Any:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def classroom_settings(tmp_path: Path, port: int = 8080, **limits: Any) -> Any:
     from signaling.settings import (
         AuthSettings,
         LimitsSettings,
@@ -124,7 +131,9 @@ def classroom_settings(tmp_path: Path, **limits: Any) -> Any:
     )
 
     return Settings(
-        server=ServerSettings(data_dir=tmp_path, allowed_origins=("https://lms.example.edu",)),
+        server=ServerSettings(
+            port=port, data_dir=tmp_path, allowed_origins=("https://lms.example.edu",)
+        ),
         auth=AuthSettings(issuer=ISSUER, audience=AUDIENCE, hs256_secret=JWT_SECRET),
         media=MediaSettings(
             host_addresses=tuple(LOOPBACK_ONLY["host_addresses"]),
@@ -148,9 +157,11 @@ async def classroom(
 
     from signaling.app import create_app
 
-    settings = classroom_settings(tmp_path, **classroom_limits)
+    # The server knows its own port, so that its pages' Origin is allowed.
+    port = free_port()
+    settings = classroom_settings(tmp_path, port, **classroom_limits)
     app = await create_app(settings)
-    server = TestServer(app, host="127.0.0.1")
+    server = TestServer(app, host="127.0.0.1", port=port)
     await server.start_server()
     state = ClassroomServer(f"http://127.0.0.1:{server.port}", app, settings)
     try:
