@@ -11,8 +11,10 @@ admins end the lesson. The connections (`signaling.session.Session`) are
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -31,6 +33,7 @@ from sfu import (
     TrackUnpublished,
 )
 
+from .footprint.trail import LessonTrail, Presence
 from .identity import Identity, Role
 from .lessons import ChatStore, Lesson, LessonStatus, LessonStore
 from .protocol import CloseCode, RequestError
@@ -91,6 +94,13 @@ class Member:
     quality: str | None = None
     participant: Participant | None = None
     gone: bool = False
+    presence: Presence = field(init=False)
+
+    def __post_init__(self) -> None:
+        identity = self.identity
+        self.presence = Presence(
+            identity.user_id, identity.name, identity.role.value, uuid.uuid4().hex
+        )
 
     @property
     def id(self) -> str:
@@ -112,6 +122,7 @@ class Classroom:
         chat: ChatStore,
         ice_servers: list[dict[str, Any]],
         on_empty: Callable[[Classroom], None],
+        trail: LessonTrail | None = None,
     ) -> None:
         self.lesson = lesson
         self.sfu = sfu
@@ -119,6 +130,7 @@ class Classroom:
         self._chat = chat
         self._ice_servers = ice_servers
         self._on_empty = on_empty
+        self.trail = trail or LessonTrail(None, lesson.id, lesson.course)
         self.members: dict[str, Member] = {}
         self.lobby: dict[str, Member] = {}
         # Kept across reconnects, so a dropped student returns with the floor
@@ -193,6 +205,7 @@ class Classroom:
             if old is not None:
                 old.gone = True
                 old.peer.close(CloseCode.REPLACED, "the same identity joined from elsewhere")
+                self.trail.left(old.presence, "replaced")
                 member.hand = old.hand
                 if old.admitted:
                     self.members.pop(member.id, None)
@@ -213,9 +226,11 @@ class Classroom:
                 )
                 self._lobby_changed()
                 return member
-            await self._enter(member, replacing=old is not None and old.admitted)
             if member.role is Role.TEACHER and self.lesson.status is not LessonStatus.LIVE:
+                # Before the teacher's own join, so the record reads in order.
+                self.trail.lesson_started(member.id, self.lesson)
                 self.lesson = await self._lessons.set_status(self.lesson.id, LessonStatus.LIVE)
+            await self._enter(member, replacing=old is not None and old.admitted)
             return member
 
     async def _enter(self, member: Member, *, replacing: bool) -> None:
@@ -253,6 +268,10 @@ class Classroom:
                 "ice_servers": self._ice_servers,
             }
         )
+        if not member.participant.subscriptions:
+            # Nothing to receive yet: present from now. Otherwise the join is
+            # recorded when a media connection connects (on_media_event).
+            self.trail.joined(member.presence)
         if replacing:
             self._updated(member)
         else:
@@ -277,8 +296,15 @@ class Classroom:
                 if not self.ended:
                     await self.sfu.room(self.room_id).leave(member.id)
                 self._broadcast({"type": "left", "participant": member.id, "reason": reason})
+            self.trail.left(member.presence, reason)
             member.gone = True
             if not self.members and not self.lobby:
+                if self.lesson.status is LessonStatus.LIVE and not self.ended:
+                    # Everyone has gone: the lesson is over until a teacher returns.
+                    self.ended = True
+                    self.trail.lesson_ended("", "empty")
+                    self.lesson = await self._lessons.set_status(self.lesson.id, LessonStatus.ENDED)
+                    await self.trail.checkpoint()
                 self._on_empty(self)
 
     # --- moderation -----------------------------------------------------------
@@ -303,9 +329,12 @@ class Classroom:
                 raise RequestError("not_found", f"{participant_id!r} is not waiting", request_id)
             self.removed_ids.discard(member.id)
             self._lobby_changed()
+            await self.trail.lobby(member.id, True, actor.id)
             await self._enter(member, replacing=False)
 
-    def deny(self, actor: Member, participant_id: str, request_id: int | None) -> None:
+    def deny(
+        self, actor: Member, participant_id: str, request_id: int | None
+    ) -> asyncio.Future[Any]:
         """Refuse someone waiting in the lobby."""
         if not actor.moderator:
             raise RequestError("forbidden", "only teachers and assistants deny", request_id)
@@ -315,10 +344,11 @@ class Classroom:
         member.gone = True
         member.peer.close(CloseCode.FORBIDDEN, "a teacher declined your request to join")
         self._lobby_changed()
+        return self.trail.lobby(member.id, False, actor.id)
 
     def set_floor(
         self, actor: Member, participant_id: str, sources: frozenset[Source], request_id: int | None
-    ) -> None:
+    ) -> asyncio.Future[Any]:
         """Give (or with no sources take) the floor; revoked media stops at once."""
         target = self._target(actor, participant_id, request_id)
         if target.role is not Role.STUDENT:
@@ -329,7 +359,9 @@ class Classroom:
             )
         if sources:
             self.floors[target.id] = sources
-            target.hand = False
+            if target.hand:
+                target.hand = False
+                self.trail.hand(target.presence, False, by=actor.id)
         else:
             self.floors.pop(target.id, None)
         if target.participant is not None:
@@ -338,13 +370,18 @@ class Classroom:
             target.participant.set_allowed_sources(sources)
         target.peer.send({"type": "floor", "sources": sorted(sources), "by": actor.identity.name})
         self._updated(target)
+        return self.trail.floor(target.presence, (s.value for s in sources), actor.id)
 
-    def lower_hand(self, actor: Member, participant_id: str, request_id: int | None) -> None:
+    def lower_hand(
+        self, actor: Member, participant_id: str, request_id: int | None
+    ) -> asyncio.Future[Any] | None:
         """A moderator lowers someone's hand."""
         target = self._target(actor, participant_id, request_id)
-        if target.hand:
-            target.hand = False
-            self._updated(target)
+        if not target.hand:
+            return None
+        target.hand = False
+        self._updated(target)
+        return self.trail.hand(target.presence, False, by=actor.id)
 
     def mute(
         self, actor: Member, participant_id: str, source: Source, request_id: int | None
@@ -372,10 +409,15 @@ class Classroom:
         if actor.role not in (Role.TEACHER, Role.ADMIN):
             raise RequestError("forbidden", "only a teacher may end the lesson", request_id)
         self.ended = True
+        for member in self.members.values():
+            self.trail.left(member.presence, "ended")
+        ended = self.trail.lesson_ended(actor.id, "teacher")
         self.lesson = await self._lessons.set_status(self.lesson.id, LessonStatus.ENDED)
         for member in [*self.members.values(), *self.lobby.values()]:
             member.peer.close(CloseCode.LESSON_ENDED, f"{actor.identity.name} ended the lesson")
         await self.sfu.close_room(self.room_id)
+        await ended
+        await self.trail.checkpoint()
 
     # --- the member's own actions ---------------------------------------------
 
@@ -395,20 +437,28 @@ class Classroom:
         message = await self._chat.append(
             self.lesson.id, member.id, member.identity.name, member.role.value, text
         )
+        recorded = self.trail.chat(member.presence, message.id, text)
         self._broadcast({"type": "chat", "message": message.to_json()})
+        with contextlib.suppress(Exception):  # logged by the trail
+            await recorded
 
-    def hand(self, member: Member, raised: bool, request_id: int | None) -> None:
+    def hand(
+        self, member: Member, raised: bool, request_id: int | None
+    ) -> asyncio.Future[Any] | None:
         """A student raises or lowers their hand."""
         if member.role is not Role.STUDENT:
             raise RequestError("forbidden", "only students raise hands", request_id)
-        if member.hand != raised:
-            member.hand = raised
-            self._updated(member)
+        if member.hand == raised:
+            return None
+        member.hand = raised
+        self._updated(member)
+        return self.trail.hand(member.presence, raised)
 
-    def set_recording(self, active: bool) -> None:
+    def set_recording(self, active: bool, actor: str = "", recording: str = "") -> None:
         """The recorder started or stopped: everyone's badge follows."""
         if self.recording != active:
             self.recording = active
+            self.trail.recording(active, actor, recording)
             self._broadcast({"type": "recording", "active": active})
 
     # --- media events ---------------------------------------------------------
@@ -436,29 +486,43 @@ class Classroom:
                 member.peer.expect_answer()
             case TrackPublished(source=source):
                 member.media[source] = "on"
+                self.trail.media(member.presence, "media.published", source.value)
                 self._updated(member)
-            case TrackUnpublished(source=source, track_id=track_id):
+            case TrackUnpublished(source=source, track_id=track_id, reason=reason):
                 member.media[source] = "off"
-                member.speaking_tracks.discard(track_id)
+                self.trail.media(member.presence, "media.unpublished", source.value, reason)
+                self._speaking(member, track_id, False)
                 self._updated(member)
             case TrackMuted(source=source, muted=muted):
                 member.media[source] = "muted" if muted else "on"
+                kind = "media.muted" if muted else "media.unmuted"
+                self.trail.media(member.presence, kind, source.value)
                 self._updated(member)
             case SpeakingChanged(track_id=track_id, speaking=speaking):
-                before = bool(member.speaking_tracks)
-                if speaking:
-                    member.speaking_tracks.add(track_id)
-                else:
-                    member.speaking_tracks.discard(track_id)
-                if before != bool(member.speaking_tracks):
+                if self._speaking(member, track_id, speaking):
                     self._updated(member)
             case QualitySample():
                 self._quality(member, event)
+                self.trail.quality(member.presence, event)
+            case ConnectionStateChanged(state="connected"):
+                self.trail.joined(member.presence)
             case ConnectionStateChanged(direction=direction, state="failed"):
                 # The browser reconnects on 4408 and republishes.
                 member.peer.close(CloseCode.TIMEOUT, f"the {direction} media connection failed")
             case _:
                 pass
+
+    def _speaking(self, member: Member, track_id: str, speaking: bool) -> bool:
+        """Track a speaking change; True when the member's speaking state flipped."""
+        before = bool(member.speaking_tracks)
+        if speaking:
+            member.speaking_tracks.add(track_id)
+        else:
+            member.speaking_tracks.discard(track_id)
+        after = bool(member.speaking_tracks)
+        if before != after:
+            self.trail.speaking(member.presence, after)
+        return before != after
 
     def _quality(self, member: Member, sample: QualitySample) -> None:
         level = quality_level(sample)

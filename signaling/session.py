@@ -297,15 +297,15 @@ class Session:
                     )
                 await classroom.chat(member, text, rid)
             case Hand(raised=raised):
-                classroom.hand(member, raised, rid)
+                await _recorded(classroom.hand(member, raised, rid))
             case Admit(participant=target):
                 await classroom.admit(member, target, rid)
             case Deny(participant=target):
-                classroom.deny(member, target, rid)
+                await _recorded(classroom.deny(member, target, rid))
             case Floor(participant=target, sources=sources):
-                classroom.set_floor(member, target, sources, rid)
+                await _recorded(classroom.set_floor(member, target, sources, rid))
             case LowerHand(participant=target):
-                classroom.lower_hand(member, target, rid)
+                await _recorded(classroom.lower_hand(member, target, rid))
             case Mute(participant=target, source=source):
                 classroom.mute(member, target, source, rid)
             case Remove(participant=target):
@@ -340,6 +340,17 @@ class Session:
         logger.info(
             "lesson %s: %s (%s) joined", self.lesson_id, identity.user_id, identity.role.value
         )
+
+
+async def _recorded(future: asyncio.Future[Any] | None) -> None:
+    """Wait until the action's footprint event is durable, so `ok` means recorded.
+
+    A failed append is logged by the trail (the ledger is then broken for
+    every lesson, an operator's alarm); the action itself has happened.
+    """
+    if future is not None:
+        with contextlib.suppress(Exception):
+            await future
 
 
 _LEAVE_REASONS: Final[dict[int, str]] = {

@@ -108,7 +108,7 @@ export class ParticipantList {
       lowerHand: button("lower-hand", "people.lower_hand", () => this.actions.lowerHand(id)),
       mute: button("mute", "people.mute", () => this.actions.mute(id, "microphone")),
       muteCamera: button("mute-camera", "people.mute_camera", () => this.actions.mute(id, "camera")),
-      remove: button("remove", "people.remove", () => this.actions.remove(this.rows.get(id).participant), "danger"),
+      remove: button("remove", "people.remove", () => this.actions.remove(this.rows.get(id).participant), "quiet-danger"),
     };
     const actions = h("div", { class: "person-actions", role: "group" }, ...Object.values(buttons));
     const element = h(
