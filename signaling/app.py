@@ -21,6 +21,7 @@ from aiohttp import web
 from sfu import Sfu
 
 from .db import Database
+from .footprint.ledger import Ledger
 from .hub import Classrooms
 from .identity import Verifier
 from .lessons import ChatStore, LessonStore
@@ -32,6 +33,7 @@ from .settings import Settings
 __all__ = [
     "CHAT_KEY",
     "CLASSROOMS_KEY",
+    "LEDGER_KEY",
     "LESSONS_KEY",
     "SETTINGS_KEY",
     "SFU_KEY",
@@ -45,6 +47,7 @@ SFU_KEY: Final = web.AppKey("sfu", Sfu)
 LESSONS_KEY: Final = web.AppKey("lessons", LessonStore)
 CHAT_KEY: Final = web.AppKey("chat", ChatStore)
 CLASSROOMS_KEY: Final = web.AppKey("classrooms", Classrooms)
+LEDGER_KEY: Final = web.AppKey("ledger", Ledger)
 
 # Seconds sessions get at shutdown to leave their classrooms cleanly.
 SHUTDOWN_GRACE: Final = 5.0
@@ -103,6 +106,15 @@ async def create_app(
     db_path = database_path or settings.server.data_dir / "sabaq.db"
 
     db = await Database.open(db_path)
+    data_dir = settings.server.data_dir
+    ledger = await Ledger.open(
+        data_dir / "footprint.db", signing_key=data_dir / "footprint-signing-key.pem"
+    )
+    # After a crash, sessions left open are closed now, so joins and leaves pair.
+    closed = await ledger.close_open_sessions("server_restart")
+    if closed:
+        logger.warning("footprint: closed %d sessions and lessons left open by a restart", closed)
+    app[LEDGER_KEY] = ledger
     sfu = Sfu(settings.media.build_sfu_config())
     await sfu.start()
     app[SFU_KEY] = sfu
@@ -114,6 +126,7 @@ async def create_app(
         chat,
         ice_servers=settings.media.ice_servers_json(),
         max_participants=settings.limits.max_participants_per_lesson,
+        ledger=ledger,
     )
     sessions: dict[Session, asyncio.Task[None]] = {}
 
@@ -126,6 +139,8 @@ async def create_app(
         if sessions:
             await asyncio.wait(list(sessions.values()), timeout=SHUTDOWN_GRACE)
         await sfu.close()
+        # Last: the sessions' leave events above must reach the ledger.
+        await ledger.close()
         await db.close()
 
     async def lesson_socket(request: web.Request) -> web.StreamResponse:
@@ -136,7 +151,8 @@ async def create_app(
         ws = web.WebSocketResponse(
             protocols=(SUBPROTOCOL,),
             heartbeat=settings.limits.heartbeat_s,
-            max_msg_size=settings.limits.max_message_bytes,
+            # aiohttp refuses sizes >= max_msg_size; the protocol allows "at most".
+            max_msg_size=settings.limits.max_message_bytes + 1,
         )
         await ws.prepare(request)
         if ws.ws_protocol != SUBPROTOCOL:

@@ -16,6 +16,7 @@ from typing import Any
 from sfu import MediaEvent, Sfu
 
 from .classroom import Classroom, Member, Peer
+from .footprint.trail import Appender, LessonTrail
 from .identity import Identity, Role
 from .lessons import ChatStore, LessonNotFound, LessonStatus, LessonStore
 from .protocol import CloseCode
@@ -44,12 +45,14 @@ class Classrooms:
         chat: ChatStore,
         ice_servers: list[dict[str, Any]] | None = None,
         max_participants: int = 500,
+        ledger: Appender | None = None,
     ) -> None:
         self.sfu = sfu
         self.lessons = lessons
         self.chat = chat
         self.ice_servers = ice_servers or []
         self.max_participants = max_participants
+        self.ledger = ledger
         self.rooms: dict[str, Classroom] = {}
         self.auth_failures: Counter[str] = Counter()
         sfu.add_listener(self._on_media_event)
@@ -86,7 +89,13 @@ class Classrooms:
             ):
                 raise Refused(CloseCode.LESSON_ENDED, "this lesson has ended")
             classroom = Classroom(
-                lesson, self.sfu, self.lessons, self.chat, self.ice_servers, self._forget
+                lesson,
+                self.sfu,
+                self.lessons,
+                self.chat,
+                self.ice_servers,
+                self._forget,
+                LessonTrail(self.ledger, lesson.id, lesson.course),
             )
             self.rooms[lesson.id] = classroom
         present = len(classroom.members) + len(classroom.lobby)

@@ -322,13 +322,20 @@ def _ice(f: _Fields) -> Ice:
 
 
 def _chat(f: _Fields) -> Chat:
-    # Checked before trimming too, so a megabyte of spaces is refused cheaply.
-    text = f.required("text", MAX_CHAT_CHARS * 2).strip()
+    value = f.required("text", 2**20)  # the 64 KiB frame limit bounds it first
+    text = value.strip()
     if not text:
         raise f._bad("'text' is empty")
     if len(text) > MAX_CHAT_CHARS:
         raise f._bad(f"'text' is longer than {MAX_CHAT_CHARS} characters")
     return Chat(f.id, text)
+
+
+def _mute(f: _Fields) -> Mute:
+    source = f.source(default=Source.MICROPHONE)
+    if source is Source.SCREEN:
+        raise f._bad("'source' must be microphone or camera")
+    return Mute(f.id, f.participant(), source)
 
 
 _PARSERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
@@ -345,7 +352,7 @@ _PARSERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "deny": lambda f: Deny(f.id, f.participant()),
     "floor": lambda f: Floor(f.id, f.participant(), f.source_list()),
     "lower_hand": lambda f: LowerHand(f.id, f.participant()),
-    "mute": lambda f: Mute(f.id, f.participant(), f.source(default=Source.MICROPHONE)),
+    "mute": _mute,
     "remove": lambda f: Remove(f.id, f.participant()),
     "end": lambda f: End(f.id),
 }

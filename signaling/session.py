@@ -200,15 +200,20 @@ class Session:
                 )
 
     async def _read(self) -> None:
-        try:
-            first = await asyncio.wait_for(self.ws.receive(), self.limits.join_timeout_s)
-        except TimeoutError:
-            self.close(CloseCode.TIMEOUT, "no join message within the join timeout")
-            return
-        if not await self._frame(first):
-            return
+        # Until a join succeeds, every frame counts against one deadline: an
+        # unauthenticated socket must not live on by sending anything else.
+        deadline = asyncio.get_running_loop().time() + self.limits.join_timeout_s
         while self._closing is None:
-            if not await self._frame(await self.ws.receive()):
+            if self.member is None:
+                remaining = deadline - asyncio.get_running_loop().time()
+                try:
+                    frame = await asyncio.wait_for(self.ws.receive(), max(remaining, 0.0))
+                except TimeoutError:
+                    self.close(CloseCode.TIMEOUT, "no join message within the join timeout")
+                    return
+            else:
+                frame = await self.ws.receive()
+            if not await self._frame(frame):
                 return
 
     async def _frame(self, frame: Any) -> bool:
@@ -231,7 +236,10 @@ class Session:
             if self._refused_in_a_row >= self.limits.refused_before_close:
                 self.close(CloseCode.RATE_LIMITED, "too many messages")
                 return False
-            self.send(RequestError("rate_limited", "too many messages; slow down").to_json())
+            refusal = RequestError(
+                "rate_limited", "too many messages; slow down", _id_of(frame.data)
+            )
+            self.send(refusal.to_json())
             return True
         self._refused_in_a_row = 0
         try:
@@ -285,8 +293,10 @@ class Session:
                     classroom.check_publish(member, (source,), rid)
                 participant_of(member, rid).set_muted(source, muted)
             case SubscriberAnswer(sdp=sdp):
-                self._answered()
                 await participant_of(member, rid).set_subscriber_answer(sdp)
+                # Only an answer that applied stops the clock: a client whose
+                # answer fails receives nothing and must reconnect.
+                self._answered()
             case Ice(direction=direction, candidate=candidate, mid=mid):
                 if candidate:
                     await participant_of(member, rid).add_ice_candidate(direction, candidate, mid)
@@ -340,6 +350,18 @@ class Session:
         logger.info(
             "lesson %s: %s (%s) joined", self.lesson_id, identity.user_id, identity.role.value
         )
+
+
+def _id_of(text: str) -> int | None:
+    """The request id of a frame that is refused unread (for the reply), if any."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    value = data.get("id") if isinstance(data, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53:
+        return value
+    return None
 
 
 async def _recorded(future: asyncio.Future[Any] | None) -> None:

@@ -93,7 +93,10 @@ class ClassroomClient:
 
     async def _read(self) -> None:
         assert self._ws is not None
-        async for frame in self._ws:
+        while True:
+            frame = await self._ws.receive()
+            if frame.type is aiohttp.WSMsgType.CLOSE:
+                self.close_reason = frame.extra or ""
             if frame.type is not aiohttp.WSMsgType.TEXT:
                 break
             message = json.loads(frame.data)
@@ -106,7 +109,6 @@ class ClassroomClient:
             if message["type"] == "offer" and self.answer_offers:
                 self._tasks.append(asyncio.get_running_loop().create_task(self._answer(message)))
         self.close_code = self._ws.close_code
-        self.close_reason = self._ws._close_message if hasattr(self._ws, "_close_message") else ""
         for future in self._replies.values():
             if not future.done():
                 future.set_exception(Closed(self.close_code))
