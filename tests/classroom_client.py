@@ -20,8 +20,8 @@ import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from loadtests.media import EncodedTrack, cached_clip
-from sfu import Source
-from tests.peers import Captured, _tap_received, peer_connection, wait_until
+from sfu import IcePolicy, Source
+from tests.peers import LOOPBACK_ONLY, Captured, _tap_received, peer_connection, wait_until
 
 __all__ = ["ClassroomClient", "Closed"]
 
@@ -49,6 +49,9 @@ class ClassroomClient:
     tracks: dict[Source, EncodedTrack] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Clients gather ICE candidates on loopback only, like the servers under
+        # test (aioice's default is every other interface of this machine).
+        IcePolicy(**LOOPBACK_ONLY).apply()
         self._http = aiohttp.ClientSession()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
