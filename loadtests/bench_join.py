@@ -133,7 +133,7 @@ async def storm(n: int, window: float, data_dir: Path) -> dict[str, Any]:
     }
 
 
-async def main(args: argparse.Namespace) -> None:
+async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for n in args.n:
         with tempfile.TemporaryDirectory() as tmp:
@@ -154,8 +154,7 @@ async def main(args: argparse.Namespace) -> None:
             f" {ms('first_video_p50_ms')} / {ms('first_video_p99_ms')} |"
             f" {r['server_cpu_s']} ({r['server_cpu_share']}) |"
         )
-    if args.output:
-        Path(args.output).write_text(json.dumps(rows, indent=2))
+    return rows
 
 
 if __name__ == "__main__":
@@ -163,4 +162,7 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, nargs="+", default=[25, 50])
     parser.add_argument("--window", type=float, default=5.0)
     parser.add_argument("--output")
-    asyncio.run(main(parser.parse_args()))
+    arguments = parser.parse_args()
+    measured = asyncio.run(main(arguments))
+    if arguments.output:
+        Path(arguments.output).write_text(json.dumps(measured, indent=2))
