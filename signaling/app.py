@@ -21,10 +21,15 @@ from aiohttp import web
 from sfu import Sfu
 
 from .db import Database
+from .footprint.api import setup_footprint_api
+from .footprint.attendance import Thresholds
 from .footprint.ledger import Ledger
+from .footprint.roster import RosterStore
+from .footprint.verify import VerifyResult, verify_ledger
 from .hub import Classrooms
 from .identity import Verifier
 from .lessons import ChatStore, LessonStore
+from .openapi import OPENAPI_WITH_FOOTPRINT
 from .protocol import CloseCode
 from .rest import setup_rest
 from .session import SUBPROTOCOL, Session, token_from_subprotocols
@@ -107,8 +112,11 @@ async def create_app(
 
     db = await Database.open(db_path)
     data_dir = settings.server.data_dir
+    ledger_path = data_dir / "footprint.db"
     ledger = await Ledger.open(
-        data_dir / "footprint.db", signing_key=data_dir / "footprint-signing-key.pem"
+        ledger_path,
+        signing_key=data_dir / "footprint-signing-key.pem",
+        checkpoint_every=settings.footprint.checkpoint_every,
     )
     # After a crash, sessions left open are closed now, so joins and leaves pair.
     closed = await ledger.close_open_sessions("server_restart")
@@ -181,21 +189,46 @@ async def create_app(
             raise
         return ws
 
-    async def page(request: web.Request) -> web.StreamResponse:
-        name = "lesson.html" if "lesson_id" in request.match_info else "index.html"
-        response = web.FileResponse(web_dir / name)
-        response.headers["Cache-Control"] = "no-cache"
-        return response
+    async def verify() -> VerifyResult:
+        # The public key is the ledger's own; the registrar verifies with the
+        # copy they were given (`sabaq footprint verify --public-key`).
+        await ledger.flush()
+        return await asyncio.to_thread(
+            verify_ledger, ledger_path, public_key_pem=ledger.public_key_pem
+        )
+
+    def page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handler(_: web.Request) -> web.StreamResponse:
+            response = web.FileResponse(web_dir / name)
+            response.headers["Cache-Control"] = "no-cache"
+            return response
+
+        return handler
 
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
-    app.router.add_get("/", page)
-    app.router.add_get("/l/{lesson_id}", page)
+    app.router.add_get("/", page("index.html"))
+    app.router.add_get("/l/{lesson_id}", page("lesson.html"))
+    app.router.add_get("/admin", page("admin.html"))
     app.router.add_get("/healthz", health)
     app.router.add_get("/ws/lessons/{lesson_id}", lesson_socket)
     app.router.add_static("/static/", web_dir, follow_symlinks=False, append_version=False)
-    setup_rest(app, lessons=lessons, chat=chat, verifier=verifier)
+    setup_rest(app, lessons=lessons, chat=chat, verifier=verifier, openapi=OPENAPI_WITH_FOOTPRINT)
+    attendance = settings.attendance
+    setup_footprint_api(
+        app,
+        ledger=ledger,
+        lessons=lessons,
+        roster=RosterStore(db),
+        verifier=verifier,
+        thresholds=Thresholds(
+            late_after_min=attendance.late_after_min,
+            present_min_share=attendance.present_min_share,
+            partial_min_share=attendance.partial_min_share,
+        ),
+        verify=verify,
+    )
     return app

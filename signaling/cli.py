@@ -10,6 +10,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from sfu import SfuConfig
+from signaling.footprint import cli as footprint_cli
 from signaling.identity import MIN_HS256_SECRET_BYTES, Role, mint
 
 __all__ = ["main"]
@@ -52,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         metavar="VAR",
         help="environment variable holding the HS256 secret",
     )
+    footprint_cli.add_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "footprint":
+        return footprint_cli.run(args)
     if args.command == "token":
         return _token(args)
     if args.command == "serve":

@@ -69,6 +69,18 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     ) STRICT;
     CREATE INDEX chat_messages_by_lesson ON chat_messages (lesson_id, id);
     """,
+    # 2: course rosters (signaling/footprint/roster.py), replaced as a whole on upload.
+    """
+    CREATE TABLE course_roster (
+        course   TEXT NOT NULL,
+        -- The upload's order, kept so that reports list students as the registrar does.
+        position INTEGER NOT NULL,
+        user_id  TEXT NOT NULL,
+        name     TEXT NOT NULL,
+        PRIMARY KEY (course, user_id)
+    ) STRICT;
+    CREATE INDEX course_roster_by_user ON course_roster (user_id);
+    """,
 )
 
 SCHEMA_VERSION: Final = len(_MIGRATIONS)

@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from signaling.lessons import LessonKind, LessonStatus, RecordingPolicy
 
-__all__ = ["OPENAPI"]
+__all__ = ["FOOTPRINT_PATHS", "OPENAPI", "OPENAPI_WITH_FOOTPRINT"]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -35,7 +35,9 @@ _ERROR_NAMES: Final = {
     404: "NotFound",
     409: "Conflict",
     413: "TooLarge",
+    415: "UnsupportedMediaType",
     422: "Invalid",
+    503: "Unavailable",
 }
 
 _TIME: Final = {"type": "string", "format": "date-time"}
@@ -84,6 +86,335 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 _LIMIT: Final = _query(
     "limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}, "Page size."
 )
+
+# --- the footprint API (signaling/footprint/api.py) --------------------------------------------
+
+_NUMBER_OR_NULL: Final = {"type": ["number", "null"]}
+_TIME_OR_NULL: Final = {"type": ["string", "null"], "format": "date-time"}
+_MINUTES: Final = {"type": "number", "description": "Minutes, 2 decimals."}
+_SPANS: Final = {
+    "type": "array",
+    "items": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+    "description": "[start, end] in seconds from actual_start (3 decimals), merged and sorted.",
+}
+_STATUS_COUNTS: Final = {
+    name: {"type": "integer", "minimum": 0} for name in ("present", "late", "partial", "absent")
+}
+
+
+def _object(required: list[str], properties: dict[str, Any], description: str = "") -> Any:
+    schema: dict[str, Any] = {"type": "object", "required": required, "properties": properties}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+_LESSON_TIMES: Final[dict[str, Any]] = {
+    "held": {"type": "boolean", "description": "The lesson started at least once."},
+    "live": {"type": "boolean"},
+    "actual_start": _TIME_OR_NULL,
+    "actual_end": {**_TIME_OR_NULL, "description": "now while live"},
+    "duration_minutes": {**_MINUTES, "description": "Held time, gaps between restarts excluded."},
+    "scheduled_minutes": _MINUTES,
+    "overrun_minutes": {**_MINUTES, "description": "How far actual_end passed scheduled_end."},
+}
+
+
+def _report(operation: str, summary: str, schema: str, *extra: dict[str, Any]) -> Any:
+    """A GET that answers JSON, or CSV with ?format=csv."""
+    return {
+        "get": {
+            "operationId": operation,
+            "summary": summary,
+            "parameters": [
+                _query("format", {"enum": ["json", "csv"], "default": "json"}, "json or csv."),
+                *extra,
+            ],
+            "responses": {
+                "200": {
+                    "description": "The report; with ?format=csv a CSV download (UTF-8, BOM)",
+                    "content": {
+                        "application/json": {"schema": _ref(schema)},
+                        "text/csv": {"schema": {"type": "string"}},
+                    },
+                },
+                **_errors(400, 401, 403, 404, 503),
+            },
+        }
+    }
+
+
+def _path(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+_AFTER: Final = _query(
+    "after", {"type": "integer", "minimum": 0, "default": 0}, "Events after seq."
+)
+_PAGE: Final = _query(
+    "limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000}, "Page size."
+)
+_ROSTER_BODY: Final = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"type": "array", "items": _ref("RosterEntry")}},
+        "text/csv": {
+            "schema": {
+                "type": "string",
+                "description": "Header user_id,name (or user_id;name); UTF-8, BOM allowed.",
+            }
+        },
+    },
+}
+
+FOOTPRINT_PATHS: Final[dict[str, Any]] = {
+    "/api/footprint/events": {
+        "get": {
+            "operationId": "footprintEvents",
+            "summary": "Footprint events by seq (a teacher: of a lesson or course of theirs)",
+            "parameters": [
+                _query("lesson", {"type": "string"}, "Only this lesson."),
+                _query("course", {"type": "string"}, "Only this course."),
+                _query("actor", {"type": "string"}, "Only events about this user."),
+                {
+                    **_query("type", {"type": "array", "items": {"type": "string"}}, "Types."),
+                    "style": "form",
+                    "explode": True,
+                },
+                _query("since", _TIME, "At or after this time."),
+                _query("until", _TIME, "Before this time."),
+                _AFTER,
+                _PAGE,
+            ],
+            "responses": {
+                "200": _json(_ref("EventPage"), "A page of events"),
+                **_errors(400, 401, 403, 404, 503),
+            },
+        }
+    },
+    "/api/footprint/verify": {
+        "get": {
+            "operationId": "verifyFootprint",
+            "summary": "Recompute the chain and check the checkpoints (admin only)",
+            "responses": {
+                "200": _json(_ref("VerifyResult"), "What verification found"),
+                **_errors(401, 403, 503),
+            },
+        }
+    },
+    "/api/lessons/{id}/report": {
+        "parameters": [_LESSON_PATH_ID],
+        **_report("lessonReport", "Attendance of one lesson", "LessonReport"),
+    },
+    "/api/courses/{course}/report": {
+        "parameters": [_path("course", "The course code.")],
+        **_report("courseReport", "Attendance of a course and hours held live", "CourseReport"),
+    },
+    "/api/students/{user_id}/footprint": {
+        "parameters": [_path("user_id", "The student (a token's sub).")],
+        **_report(
+            "studentFootprint",
+            "A student's lessons and events (students: their own only)",
+            "StudentFootprint",
+            _query("course", {"type": "string"}, "Only this course (forced for a teacher)."),
+            _AFTER,
+            _PAGE,
+        ),
+    },
+    "/api/teachers/{user_id}/report": {
+        "parameters": [_path("user_id", "The teacher (a token's sub).")],
+        **_report("teacherReport", "The lessons a teacher held", "TeacherReport"),
+    },
+    "/api/courses/{course}/roster": {
+        "parameters": [_path("course", "The course code.")],
+        "get": {
+            "operationId": "getRoster",
+            "summary": "The course's roster (JSON, or CSV with ?format=csv)",
+            "parameters": [
+                _query("format", {"enum": ["json", "csv"], "default": "json"}, "json or csv.")
+            ],
+            "responses": {
+                "200": _json(_ref("Roster"), "The roster"),
+                **_errors(400, 401, 403),
+            },
+        },
+        "put": {
+            "operationId": "putRoster",
+            "summary": "Replace the course's roster (at most 5000 students)",
+            "requestBody": _ROSTER_BODY,
+            "responses": {
+                "200": _json(_ref("Roster"), "The roster as stored"),
+                **_errors(400, 401, 403, 413, 415, 422),
+            },
+        },
+    },
+}
+"""The paths :func:`signaling.footprint.api.setup_footprint_api` registers."""
+
+_QUALITY: Final = _object(
+    ["samples", "loss_mean", "loss_worst", "rtt_mean_ms", "rtt_p95_ms"],
+    {
+        "samples": {"type": "integer"},
+        "loss_mean": {**_NUMBER_OR_NULL, "description": "Worse direction, fraction 0-1."},
+        "loss_worst": _NUMBER_OR_NULL,
+        "rtt_mean_ms": _NUMBER_OR_NULL,
+        "rtt_p95_ms": {**_NUMBER_OR_NULL, "description": "Nearest-rank 95th percentile."},
+    },
+)
+
+_PERSON: Final = _object(
+    ["user_id", "name", "role", "in_roster", "status", "minutes_present", "share"],
+    {
+        "user_id": {"type": "string"},
+        "name": {"type": "string"},
+        "role": {"type": "string"},
+        "in_roster": {"type": "boolean"},
+        "status": _ref("AttendanceStatus"),
+        "minutes_present": _MINUTES,
+        "share": {"type": "number", "description": "Of the held time, 0-1, 4 decimals."},
+        "late_minutes": _MINUTES,
+        "first_join": {
+            **_TIME_OR_NULL,
+            "description": "First moment present while held (a join before the start shows it).",
+        },
+        "last_leave": {**_TIME_OR_NULL, "description": "Last moment present while held."},
+        "sessions": {"type": "integer", "description": "Joins (reconnects count)."},
+        "camera_minutes": _MINUTES,
+        "microphone_minutes": _MINUTES,
+        "talk_minutes": _MINUTES,
+        "chat_messages": {"type": "integer"},
+        "hands_raised": {"type": "integer"},
+        "quality": _QUALITY,
+        "timeline": _object(
+            ["presence", "camera", "speaking"],
+            {"presence": _SPANS, "camera": _SPANS, "speaking": _SPANS},
+        ),
+    },
+)
+
+FOOTPRINT_SCHEMAS: Final[dict[str, Any]] = {
+    "AttendanceStatus": {"type": "string", "enum": ["present", "late", "partial", "absent"]},
+    "Thresholds": _object(
+        ["late_after_min", "present_min_share", "partial_min_share"],
+        {
+            "late_after_min": {"type": "number"},
+            "present_min_share": {"type": "number"},
+            "partial_min_share": {"type": "number"},
+        },
+    ),
+    "Event": _object(
+        ["seq", "at", "lesson", "course", "actor", "type", "data", "prev", "hash"],
+        {
+            "seq": {"type": "integer", "minimum": 1},
+            "at": _TIME,
+            "lesson": {"type": "string"},
+            "course": {"type": "string"},
+            "actor": {"type": "string"},
+            "type": {"type": "string"},
+            "data": {"type": "object", "description": "docs/footprint.md, Types."},
+            "prev": {"type": "string"},
+            "hash": {"type": "string"},
+        },
+    ),
+    "EventPage": _object(
+        ["events", "next_after"],
+        {
+            "events": {"type": "array", "items": _ref("Event")},
+            "next_after": {
+                "type": ["integer", "null"],
+                "description": "Pass as ?after= for the next page; null on the last page.",
+            },
+        },
+    ),
+    "LessonReport": _object(
+        ["lesson", "held", "thresholds", "counts", "people"],
+        {
+            "lesson": {"type": "object"},
+            **_LESSON_TIMES,
+            "segments": _SPANS,
+            "thresholds": _ref("Thresholds"),
+            "generated_at": _TIME,
+            "counts": _object([], _STATUS_COUNTS, "Students only, by status."),
+            "people": {"type": "array", "items": _PERSON},
+        },
+        "Roster students first (absentees included), then everyone else who joined.",
+    ),
+    "CourseReport": _object(
+        ["course", "lessons_held", "academic_hours", "lessons", "students"],
+        {
+            "course": {"type": "string"},
+            "generated_at": _TIME,
+            "thresholds": _ref("Thresholds"),
+            "lessons_total": {"type": "integer"},
+            "lessons_held": {"type": "integer"},
+            "live_minutes": _MINUTES,
+            "academic_hours": {"type": "number", "description": "live_minutes / 50, 2 decimals."},
+            "lessons": {"type": "array", "items": {"type": "object"}},
+            "students": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "description": "rate = (present + late + partial / 2) / lessons_held.",
+                },
+            },
+        },
+    ),
+    "StudentFootprint": _object(
+        ["user_id", "summary", "lessons", "events", "next_after"],
+        {
+            "user_id": {"type": "string"},
+            "generated_at": _TIME,
+            "thresholds": _ref("Thresholds"),
+            "summary": {"type": "object"},
+            "lessons": {"type": "array", "items": {"type": "object"}},
+            "events": {"type": "array", "items": _ref("Event")},
+            "next_after": {"type": ["integer", "null"]},
+        },
+    ),
+    "TeacherReport": _object(
+        ["user_id", "summary", "lessons"],
+        {
+            "user_id": {"type": "string"},
+            "generated_at": _TIME,
+            "summary": {"type": "object"},
+            "lessons": {"type": "array", "items": {"type": "object"}},
+        },
+    ),
+    "RosterEntry": _object(
+        ["user_id", "name"],
+        {
+            "user_id": {"type": "string", "minLength": 1, "maxLength": 128},
+            "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        },
+    ),
+    "Roster": _object(
+        ["course", "count", "students"],
+        {
+            "course": {"type": "string"},
+            "count": {"type": "integer"},
+            "students": {"type": "array", "items": _ref("RosterEntry")},
+        },
+    ),
+    "VerifyResult": _object(
+        ["ok", "events", "checkpoints", "signatures_checked", "problem", "position"],
+        {
+            "ok": {"type": "boolean"},
+            "events": {"type": "integer"},
+            "checkpoints": {"type": "integer"},
+            "signatures_checked": {"type": "boolean"},
+            "problem": {"type": ["string", "null"], "description": "The first problem found."},
+            "position": {"type": ["integer", "null"], "description": "Its event number."},
+            "checked_at": _TIME,
+        },
+    ),
+}
+"""The schemas of the footprint API, part of :data:`OPENAPI`'s components."""
 
 OPENAPI: Final[dict[str, Any]] = {
     "openapi": "3.1.0",
@@ -222,8 +553,12 @@ OPENAPI: Final[dict[str, Any]] = {
             "Forbidden": _json(_ref("Error"), "The token does not allow this"),
             "NotFound": _json(_ref("Error"), "No such lesson"),
             "Conflict": _json(_ref("Error"), "Duplicate id, or the lesson's status forbids it"),
-            "TooLarge": _json(_ref("Error"), "The body is over 64 KiB"),
-            "Invalid": _json(_ref("Error"), "A field is invalid; field names it"),
+            "TooLarge": _json(_ref("Error"), "The body is over the limit (64 KiB; a roster 1 MiB)"),
+            "UnsupportedMediaType": _json(_ref("Error"), "The body's Content-Type is not accepted"),
+            "Invalid": _json(
+                _ref("Error"), "A field is invalid; field names it (a roster: line or item too)"
+            ),
+            "Unavailable": _json(_ref("Error"), "The footprint ledger or verifier is unavailable"),
         },
         "schemas": {
             "Error": {
@@ -233,6 +568,8 @@ OPENAPI: Final[dict[str, Any]] = {
                     "error": {"type": "string", "description": "A stable code."},
                     "message": {"type": "string", "description": "English, for developers."},
                     "field": {"type": "string", "description": "The field to blame."},
+                    "line": {"type": "integer", "description": "Roster CSV: the line, from 1."},
+                    "item": {"type": "integer", "description": "Roster JSON: the item, from 0."},
                 },
             },
             "LessonKind": {"type": "string", "enum": [kind.value for kind in LessonKind]},
@@ -313,7 +650,14 @@ OPENAPI: Final[dict[str, Any]] = {
                 "required": ["messages"],
                 "properties": {"messages": {"type": "array", "items": _ref("ChatMessage")}},
             },
+            **FOOTPRINT_SCHEMAS,
         },
     },
 }
 """The OpenAPI document served at ``GET /api/openapi.json``."""
+
+OPENAPI_WITH_FOOTPRINT: Final[dict[str, Any]] = {
+    **OPENAPI,
+    "paths": {**OPENAPI["paths"], **FOOTPRINT_PATHS},
+}
+"""The document of an application that also has the footprint API (setup_footprint_api)."""

@@ -307,16 +307,22 @@ class _Api:
         messages = await self._chat.page(lesson.id, after_id=after, limit=limit)
         return web.json_response({"messages": [message.to_json() for message in messages]})
 
-    async def openapi(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(OPENAPI)
-
 
 def setup_rest(
-    app: web.Application, *, lessons: LessonStore, chat: ChatStore, verifier: Verifier
+    app: web.Application,
+    *,
+    lessons: LessonStore,
+    chat: ChatStore,
+    verifier: Verifier,
+    openapi: Mapping[str, Any] = OPENAPI,
 ) -> None:
-    """Adds the ``/api`` routes to ``app`` (described by :data:`signaling.openapi.OPENAPI`)."""
+    """Adds the ``/api`` routes to ``app``; ``openapi`` is the document that describes them all."""
     api = _Api(lessons, chat, verifier)
     router = app.router
+
+    async def openapi_document(_: web.Request) -> web.StreamResponse:
+        return web.json_response(openapi)
+
     # allow_head=False: the OpenAPI document lists every route exactly, and HEAD is in none.
     collection = router.add_resource("/api/lessons", name="api.lessons")
     collection.add_route("GET", _json_errors(api.list_lessons))
@@ -333,4 +339,4 @@ def setup_rest(
         name="api.lesson.chat",
         allow_head=False,
     )
-    router.add_get("/api/openapi.json", api.openapi, name="api.openapi", allow_head=False)
+    router.add_get("/api/openapi.json", openapi_document, name="api.openapi", allow_head=False)

@@ -30,7 +30,9 @@ from signaling import tls as _tls
 from signaling.identity import MIN_HS256_SECRET_BYTES, Verifier
 
 __all__ = [
+    "AttendanceSettings",
     "AuthSettings",
+    "FootprintSettings",
     "IceServer",
     "LimitsSettings",
     "MediaSettings",
@@ -125,6 +127,24 @@ def _positive_float(value: object, _base: Path | None) -> float:
     number = float(value)
     if not math.isfinite(number) or number <= 0:
         raise _Invalid(f"must be a number greater than 0, not {value}")
+    return number
+
+
+def _minutes(value: object, _base: Path | None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid(f"must be a number of minutes, not {_kind(value)}")
+    number = float(value)
+    if not math.isfinite(number) or not 0 <= number <= 600:
+        raise _Invalid(f"must be between 0 and 600 minutes, not {value}")
+    return number
+
+
+def _share(value: object, _base: Path | None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid(f"must be a number from 0 to 1, not {_kind(value)}")
+    number = float(value)
+    if not math.isfinite(number) or not 0 <= number <= 1:
+        raise _Invalid(f"must be a number from 0 to 1, not {value}")
     return number
 
 
@@ -452,6 +472,14 @@ _SPECS: Final[Mapping[str, Mapping[str, _Field]]] = {
         "offer_timeout_s": _Field(_positive_float, _env_float),
         "max_participants_per_lesson": _Field(_positive_int, _env_int),
     },
+    "attendance": {
+        "late_after_min": _Field(_minutes, _env_float),
+        "present_min_share": _Field(_share, _env_float),
+        "partial_min_share": _Field(_share, _env_float),
+    },
+    "footprint": {
+        "checkpoint_every": _Field(_positive_int, _env_int),
+    },
 }
 
 _Where = Callable[[str], str]
@@ -484,7 +512,18 @@ def _check_tls(values: Mapping[str, Any], where: _Where) -> None:
                 )
 
 
-_CHECKS: Final[Mapping[str, Callable[[Mapping[str, Any], _Where], None]]] = {"tls": _check_tls}
+def _check_attendance(values: Mapping[str, Any], where: _Where) -> None:
+    if values["partial_min_share"] > values["present_min_share"]:
+        raise SettingsError(
+            f"{where('partial_min_share')}: must not exceed present_min_share "
+            f"({values['present_min_share']})"
+        )
+
+
+_CHECKS: Final[Mapping[str, Callable[[Mapping[str, Any], _Where], None]]] = {
+    "tls": _check_tls,
+    "attendance": _check_attendance,
+}
 
 
 def _in_code(section: str) -> _Where:
@@ -695,6 +734,28 @@ class LimitsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AttendanceSettings:
+    """When a student counts as present, late, partial or absent (docs/footprint.md)."""
+
+    late_after_min: float = 10.0
+    present_min_share: float = 0.75
+    partial_min_share: float = 0.25
+
+    def __post_init__(self) -> None:
+        _validate(self, "attendance")
+
+
+@dataclass(frozen=True, slots=True)
+class FootprintSettings:
+    """The ledger: a signed checkpoint every this many events (and at every lesson end)."""
+
+    checkpoint_every: int = 1000
+
+    def __post_init__(self) -> None:
+        _validate(self, "footprint")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything `sabaq serve` is configured with."""
 
@@ -703,6 +764,8 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
+    attendance: AttendanceSettings = field(default_factory=AttendanceSettings)
+    footprint: FootprintSettings = field(default_factory=FootprintSettings)
 
     def origins(self) -> frozenset[str]:
         """The Origin values allowed to open a WebSocket with these settings."""
@@ -751,6 +814,8 @@ _SECTIONS: Final[Mapping[str, type[Any]]] = {
     "auth": AuthSettings,
     "media": MediaSettings,
     "limits": LimitsSettings,
+    "attendance": AttendanceSettings,
+    "footprint": FootprintSettings,
 }
 
 

@@ -260,23 +260,37 @@ def write_checkpoints(path: Path, checkpoints: Iterable[Checkpoint]) -> None:
     _fsync_directory(path.parent)
 
 
-def _trim_torn_tail(path: Path) -> None:
-    """Cuts an unterminated last line (a crash during an append) so the next append is whole."""
+def _last_in_file(path: Path) -> int:
+    """The seq of the last checkpoint in a file (0 for none); cuts a torn last line first.
+
+    A torn line is a crash during an append; cut, the next append starts on a line of its
+    own. Only the tail is read: the file grows by a line per thousand events, for years.
+    ValueError if the last whole line is not a checkpoint.
+    """
     try:
-        with path.open("r+b") as file:
-            size = file.seek(0, os.SEEK_END)
-            if size == 0:
-                return
-            file.seek(max(0, size - 65536))
-            tail = file.read()
-            if tail.endswith(b"\n"):
-                return
-            keep = size - len(tail) + tail.rfind(b"\n") + 1
-            _log.warning("footprint checkpoints file %s: cut a torn last line", path)
-            file.truncate(keep)
-            os.fsync(file.fileno())
+        file = path.open("r+b")
     except FileNotFoundError:
-        return
+        return 0
+    with file:
+        size = file.seek(0, os.SEEK_END)
+        start = max(0, size - 4096)  # a line is about 300 bytes
+        file.seek(start)
+        tail = file.read()
+        if tail and not tail.endswith(b"\n"):
+            cut = tail.rfind(b"\n") + 1
+            if cut == 0 and start > 0:
+                raise ValueError(f"{path}: no line break in its last 4 KiB")
+            _log.warning("footprint checkpoints file %s: cut a torn last line", path)
+            file.truncate(start + cut)
+            os.fsync(file.fileno())
+            tail = tail[:cut]
+    if not tail:
+        return 0
+    last = tail[:-1].rsplit(b"\n", 1)[-1]
+    try:
+        return Checkpoint.from_json(json.loads(last)).seq
+    except ValueError as exc:
+        raise ValueError(f"{path}, last line: {exc}") from None
 
 
 # --- the ledger's checkpoints table -------------------------------------------------------

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -44,14 +44,13 @@ from .checkpoints import (
     Checkpoint,
     _checkpoint_at,
     _insert_checkpoint,
+    _last_in_file,
     _newest_checkpoint,
     _table_checkpoints,
-    _trim_torn_tail,
     append_checkpoints,
     key_id,
     load_or_create_signing_key,
     public_key_pem,
-    read_checkpoints,
     sign_checkpoint,
 )
 
@@ -79,18 +78,13 @@ class LedgerClosed(RuntimeError):
     """The ledger was used after :meth:`Ledger.close`."""
 
 
-class _Work:
-    """One item of the writer's queue; ``kind`` says what, ``future`` takes the answer."""
+class _Work(NamedTuple):
+    """One item of the writer's queue: what to do, its arguments, where the answer goes."""
 
-    __slots__ = ("args", "at", "future", "kind")
-
-    def __init__(
-        self, kind: str, future: asyncio.Future[Any], at: datetime | None = None, *args: Any
-    ) -> None:
-        self.kind = kind
-        self.future = future
-        self.at = at
-        self.args = args
+    kind: str  # append, checkpoint, close_sessions, flush, query, stop
+    future: asyncio.Future[Any]
+    at: datetime | None = None
+    args: tuple[Any, ...] = ()
 
 
 _Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
@@ -170,56 +164,6 @@ def _connect(path: Path) -> sqlite3.Connection:
         connection.close()
         raise
     return connection
-
-
-def _head(connection: sqlite3.Connection) -> tuple[int, str, datetime | None]:
-    sql = "SELECT seq, hash, at FROM events ORDER BY seq DESC LIMIT 1"
-    row = connection.execute(sql).fetchone()
-    if row is None:
-        return 0, ZERO_HASH, None
-    return row[0], row[1], parse_time(row[2])
-
-
-def _query_sql(
-    *,
-    lesson: str | None,
-    course: str | None,
-    actor: str | None,
-    types: list[str] | None,
-    since: str | None,
-    until: str | None,
-    after_seq: int,
-    limit: int,
-) -> tuple[str, list[Any]]:
-    """The SELECT for :meth:`Ledger.query`; every value is a bound parameter."""
-    where, params = ["seq > ?"], list[Any]([after_seq])
-    for column, value in (("lesson", lesson), ("course", course), ("actor", actor)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if types is not None:
-        # "IN ()" is valid SQLite and matches nothing, as an empty list of types should.
-        where.append(f"type IN ({', '.join('?' * len(types))})")
-        params.extend(types)
-    # Fixed-width UTC stamps: text order is time order.
-    if since is not None:
-        where.append("at >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("at < ?")
-        params.append(until)
-    params.append(limit)
-    sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
-    return sql, params
-
-
-def _read_events(connection: sqlite3.Connection, sql: str, params: list[Any]) -> list[Event]:
-    return [
-        Event(seq, parse_time(at), lesson, course, actor, type_, json.loads(data), prev, digest)
-        for seq, at, lesson, course, actor, type_, data, prev, digest in connection.execute(
-            sql, params
-        )
-    ]
 
 
 def _open_sessions(connection: sqlite3.Connection) -> list[tuple[str, str, str, Any]]:
@@ -364,7 +308,7 @@ class Ledger:
     def _submit(self, kind: str, at: datetime | None = None, *args: Any) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self._loop.create_future()
         self._queued += 1
-        self._queue.put(_Work(kind, future, at, *args))
+        self._queue.put(_Work(kind, future, at, args))
         return future
 
     def append(
@@ -433,17 +377,25 @@ class Ledger:
             raise LedgerClosed("the footprint ledger is closed")
         if not 1 <= limit <= MAX_QUERY_LIMIT:
             raise ValueError(f"limit must be between 1 and {MAX_QUERY_LIMIT}")
-        sql, params = _query_sql(
-            lesson=lesson,
-            course=course,
-            actor=actor,
-            types=None if types is None else list(types),
-            since=None if since is None else format_time(since),
-            until=None if until is None else format_time(until),
-            after_seq=after_seq,
-            limit=limit,
+        where, params = ["seq > ?"], list[Any]([after_seq])
+        for column, value in (("lesson", lesson), ("course", course), ("actor", actor)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if types is not None:
+            listed = list(types)
+            # "IN ()" is valid SQLite and matches nothing, as an empty list of types should.
+            where.append(f"type IN ({', '.join('?' * len(listed))})")
+            params.extend(listed)
+        # Fixed-width UTC stamps: text order is time order.
+        for condition, moment in (("at >= ?", since), ("at < ?", until)):
+            if moment is not None:
+                where.append(condition)
+                params.append(format_time(moment))
+        sql = (
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
         )
-        events: list[Event] = await self._submit("query", None, sql, params)
+        events: list[Event] = await self._submit("query", None, sql, [*params, limit])
         return events
 
     async def close(self) -> None:
@@ -494,10 +446,13 @@ class Ledger:
             self._loop.call_soon_threadsafe(self._settle, outcomes, appended, seconds, dequeued)
 
     def _run(self, ready: asyncio.Future[datetime | None]) -> None:
+        last_at = None
         try:
             connection = self._connection = _connect(self.path)
-            head = _head(connection)
-            self._head_seq, self._head_hash, last_at = head
+            sql = "SELECT seq, hash, at FROM events ORDER BY seq DESC LIMIT 1"
+            head = connection.execute(sql).fetchone()
+            if head is not None:
+                self._head_seq, self._head_hash, last_at = head[0], head[1], parse_time(head[2])
             self._last_checkpoint = _newest_checkpoint(connection)
             self._sync_checkpoints_file(connection)
         except Exception as exc:
@@ -506,26 +461,36 @@ class Ledger:
             self._post([(ready, None, exc)], dequeued=0)
             return
         self._post([(ready, last_at, None)], dequeued=0)
-        running = True
-        while running:
+        while True:
             batch = [self._queue.get()]
             while len(batch) < _MAX_BATCH:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            writes: list[_Work] = []
-            for work in batch:
-                if work.kind in ("query", "stop"):
-                    # Reads and the stop see every write queued before them.
-                    self._commit(writes)
-                    writes = []
-                    running = self._read_or_stop(work)
-                    if not running:
-                        return
-                else:
-                    writes.append(work)
-            self._commit(writes)
+            try:
+                if not self._process(batch):
+                    return
+            except Exception as exc:
+                # A bug, not a disk error (_commit answers those): the batch's callers get
+                # the error (answered futures are skipped) and later work is still served.
+                _log.exception("footprint writer failed on a batch")
+                self._post([(work.future, None, exc) for work in batch])
+
+    def _process(self, batch: list[_Work]) -> bool:
+        """Runs one batch: writes in one transaction, reads and the stop in queue order."""
+        writes: list[_Work] = []
+        for work in batch:
+            if work.kind in ("query", "stop"):
+                # Reads and the stop see every write queued before them.
+                self._commit(writes)
+                writes = []
+                if not self._read_or_stop(work):
+                    return False
+            else:
+                writes.append(work)
+        self._commit(writes)
+        return True
 
     def _read_or_stop(self, work: _Work) -> bool:
         assert self._connection is not None
@@ -534,8 +499,12 @@ class Ledger:
                 self._connection.close()
                 self._post([(work.future, None, None)])
                 return False
-            sql, params = work.args
-            events = _read_events(self._connection, sql, params)
+            events = [
+                Event(seq, parse_time(at), lesson, course, actor, type_, json.loads(data), *rest)
+                for seq, at, lesson, course, actor, type_, data, *rest in self._connection.execute(
+                    *work.args
+                )
+            ]
             self._post([(work.future, events, None)])
         except Exception as exc:
             self._post([(work.future, None, exc)])
@@ -572,9 +541,11 @@ class Ledger:
             connection.execute("COMMIT")
         except Exception as exc:
             _log.error("footprint transaction of %d items failed: %s", len(writes), exc)
-            # A failed COMMIT may have ended the transaction already.
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
+            # A failed COMMIT may have ended the transaction already, and a ROLLBACK on a
+            # broken disk fails too: its error must not hide the one that matters.
+            with contextlib.suppress(sqlite3.Error):
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
             self._head_seq, self._head_hash, self._last_checkpoint = saved
             self._post([(work.future, None, exc) for work in writes])
             return
@@ -643,27 +614,26 @@ class Ledger:
     def _sync_checkpoints_file(self, connection: sqlite3.Connection) -> None:
         """Appends to the file the checkpoints a crash kept out of it (they are in the table)."""
         path = self.checkpoints_file
-        newest = 0
-        if path.exists():
-            _trim_torn_tail(path)
-            try:
-                newest = max((c.seq for c in read_checkpoints(path)), default=0)
-            except ValueError as exc:
-                _log.error("footprint checkpoints file unreadable, left alone: %s", exc)
-                return
+        try:
+            newest = _last_in_file(path)
+        except (OSError, ValueError) as exc:
+            # The table holds every checkpoint; the file is the copy, so the ledger opens.
+            _log.error("footprint checkpoints file left alone: %s", exc)
+            return
         if newest > self._head_seq:
             _log.error(
-                "footprint checkpoints file %s has a checkpoint at event %d but the ledger ends "
-                "at %d: an old copy of %s may have been restored",
+                "footprint checkpoints file %s has a checkpoint at event %d but the ledger "
+                "ends at %d: an old copy of the ledger may have been restored",
                 path,
                 newest,
                 self._head_seq,
-                self.path,
             )
         missing = _table_checkpoints(connection, newest)
-        if missing:
+        try:
             path.parent.mkdir(parents=True, exist_ok=True)
             append_checkpoints(path, missing)
+        except OSError as exc:
+            _log.error("footprint checkpoints file %s: %s", path, exc)
 
 
 def _check_field(name: str, value: str) -> None:
