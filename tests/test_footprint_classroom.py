@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
 from typing import Any
 
+import aiohttp
 import pytest
 
 from sfu import Source
@@ -126,3 +129,84 @@ async def test_students_waiting_for_a_teacher_are_present_from_admission(
     # nothing published: present at once; the denied student never joined
     assert ("participant.joined", "s1") in kinds
     assert not [k for k in kinds if k[1] == "s2" and k[0].startswith("participant.")]
+
+
+async def test_the_lesson_report_matches_what_happened(classroom: ClassroomServer) -> None:
+    """Joins, a reconnect, a camera toggled by the floor, chat and a hand, then the report."""
+    await classroom.lesson()
+    teacher_token = classroom.token("t1", "teacher")
+    async with aiohttp.ClientSession(
+        headers={"Authorization": f"Bearer {classroom.token('a1', 'admin', lesson=None)}"}
+    ) as http:
+        response = await http.put(
+            f"{classroom.url}/api/courses/CS101/roster",
+            json=[
+                {"user_id": "s1", "name": "Айгерім"},
+                {"user_id": "s2", "name": "Данияр"},
+                {"user_id": "s3", "name": "Ерлан"},
+            ],
+        )
+        assert response.status == 200, await response.text()
+
+    teacher = await classroom.client("t1", "teacher")
+    await teacher.wait_message("welcome")
+    await teacher.publish(Source.CAMERA, Source.MICROPHONE)
+    start = time.monotonic()
+
+    async def joined(client: Any) -> float:
+        # A join counts from the moment the media connection is up (docs/footprint.md).
+        await wait_until(lambda: client.subscriber.connectionState == "connected", 15, 0.01)
+        return time.monotonic()
+
+    s1 = await classroom.client("s1")
+    s1_in = await joined(s1)
+    s2 = await classroom.client("s2")
+    s2_in = await joined(s2)
+    await teacher.request({"type": "floor", "participant": "s1", "sources": ["camera"]})
+    await s1.wait_message("floor")
+    await s1.publish(Source.CAMERA)
+    await wait_until(
+        lambda: (teacher.participant("s1") or {}).get("media", {}).get("camera") == "on"
+    )
+    camera_on = time.monotonic()
+    await s1.request({"type": "hand", "raised": True})
+    for text in ("Сұрақ бар", "Рахмет"):
+        assert (await s1.request({"type": "chat", "text": text}))["type"] == "ok"
+    await asyncio.sleep(2.0)
+    await s2.send({"type": "leave"})
+    await s2.wait_closed()
+    s2_out = time.monotonic()
+    await asyncio.sleep(2.0)
+    await teacher.request({"type": "floor", "participant": "s1", "sources": []})
+    camera_off = time.monotonic()
+    s2b = await classroom.client("s2")
+    s2_back = await joined(s2b)
+    await asyncio.sleep(2.0)
+    await teacher.send({"type": "end"})
+    await teacher.wait_closed()
+    end = time.monotonic()
+
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {teacher_token}"}) as http:
+        response = await http.get(f"{classroom.url}/api/lessons/L1/report")
+        assert response.status == 200, await response.text()
+        report = await response.json()
+        csv_response = await http.get(f"{classroom.url}/api/lessons/L1/report?format=csv")
+        assert csv_response.status == 200
+        csv_text = await csv_response.text()
+
+    people = {p["user_id"]: p for p in report["people"]}
+    tolerance_min = 1.5 / 60  # media connection set-up, the scheduler, rounding
+    lesson_min = (end - start) / 60
+    assert report["duration_minutes"] == pytest.approx(lesson_min, abs=tolerance_min)
+    s1r, s2r, s3r = people["s1"], people["s2"], people["s3"]
+    assert s1r["minutes_present"] == pytest.approx((end - s1_in) / 60, abs=tolerance_min)
+    assert s1r["camera_minutes"] == pytest.approx((camera_off - camera_on) / 60, abs=tolerance_min)
+    assert s1r["chat_messages"] == 2 and s1r["hands_raised"] == 1
+    assert s1r["status"] == "present" and s1r["sessions"] == 1
+    expected_s2 = (s2_out - s2_in) + (end - s2_back)
+    assert s2r["minutes_present"] == pytest.approx(expected_s2 / 60, abs=2 * tolerance_min)
+    assert s2r["sessions"] == 2
+    assert s3r["status"] == "absent" and s3r["minutes_present"] == 0 and s3r["in_roster"]
+    assert people["t1"]["role"] == "teacher"
+    assert report["counts"]["absent"] == 1
+    assert "Айгерім" in csv_text and csv_text.count("\n") >= 5
