@@ -680,9 +680,9 @@ async def test_the_loop_keeps_ticking_during_20k_appends(ledger: Ledger) -> None
         gc.unfreeze()
     assert ledger.appended == 20_000
     # Measured: ticks 5-8 ms apart on 2 vCPU (the writer holds the GIL for at most the
-    # 5 ms switch interval). 50 ms leaves room for a loaded CI machine, yet an fsync or a
-    # batch of 4096 inserts on the loop would exceed it; and the ticker ran all along.
-    assert max(gaps) < 0.05, f"longest gap {max(gaps) * 1000:.1f} ms"
+    # 5 ms switch interval). 100 ms leaves room for a loaded CI machine; the same appends
+    # written on the loop stall it for about a second; and the ticker ran all along.
+    assert max(gaps) < 0.1, f"longest gap {max(gaps) * 1000:.1f} ms"
     assert len(gaps) >= 0.5 * elapsed / 0.005
 
 
