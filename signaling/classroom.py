@@ -35,16 +35,26 @@ from sfu import (
 
 from .footprint.trail import LessonTrail, Presence
 from .identity import Identity, Role
-from .lessons import ChatStore, Lesson, LessonStatus, LessonStore
+from .lessons import ChatStore, Lesson, LessonStatus, LessonStore, RecordingPolicy
 from .protocol import CloseCode, RequestError
 
-__all__ = ["Classroom", "Member", "Peer", "participant_of", "quality_level"]
+__all__ = ["Classroom", "Member", "Peer", "RecordingHook", "participant_of", "quality_level"]
 
 logger = logging.getLogger(__name__)
 
 MODERATORS: Final = frozenset({Role.TEACHER, Role.ASSISTANT, Role.ADMIN})
 ALL_SOURCES: Final = frozenset(Source)
 RECENT_CHAT: Final = 100
+
+
+class RecordingHook(Protocol):
+    """Starts and stops the recorder of a classroom (signaling.recording_service)."""
+
+    async def start(self, classroom: Classroom) -> str:
+        """Start recording; the recording's id."""
+
+    async def stop(self, classroom: Classroom) -> None:
+        """Stop and finalize; returns once the files are closed."""
 
 
 class Peer(Protocol):
@@ -123,6 +133,7 @@ class Classroom:
         ice_servers: list[dict[str, Any]],
         on_empty: Callable[[Classroom], None],
         trail: LessonTrail | None = None,
+        recording: RecordingHook | None = None,
     ) -> None:
         self.lesson = lesson
         self.sfu = sfu
@@ -139,6 +150,8 @@ class Classroom:
         self.admitted_ids: set[str] = set()
         self.removed_ids: set[str] = set()
         self.recording = False
+        self.recording_id = ""
+        self._recorder = recording
         self.ended = False
         self._lock = asyncio.Lock()
 
@@ -226,11 +239,14 @@ class Classroom:
                 )
                 self._lobby_changed()
                 return member
-            if member.role is Role.TEACHER and self.lesson.status is not LessonStatus.LIVE:
+            starting = member.role is Role.TEACHER and self.lesson.status is not LessonStatus.LIVE
+            if starting:
                 # Before the teacher's own join, so the record reads in order.
                 self.trail.lesson_started(member.id, self.lesson)
                 self.lesson = await self._lessons.set_status(self.lesson.id, LessonStatus.LIVE)
             await self._enter(member, replacing=old is not None and old.admitted)
+            if starting and self.lesson.recording_policy is RecordingPolicy.AUTOMATIC:
+                await self._start_recording("")
             return member
 
     async def _enter(self, member: Member, *, replacing: bool) -> None:
@@ -302,6 +318,7 @@ class Classroom:
                 if self.lesson.status is LessonStatus.LIVE and not self.ended:
                     # Everyone has gone: the lesson is over until a teacher returns.
                     self.ended = True
+                    await self._stop_recording("")
                     self.trail.lesson_ended("", "empty")
                     self.lesson = await self._lessons.set_status(self.lesson.id, LessonStatus.ENDED)
                     await self.trail.checkpoint()
@@ -409,6 +426,7 @@ class Classroom:
         if actor.role not in (Role.TEACHER, Role.ADMIN):
             raise RequestError("forbidden", "only a teacher may end the lesson", request_id)
         self.ended = True
+        await self._stop_recording(actor.id)
         for member in self.members.values():
             self.trail.left(member.presence, "ended")
         ended = self.trail.lesson_ended(actor.id, "teacher")
@@ -454,10 +472,46 @@ class Classroom:
         self._updated(member)
         return self.trail.hand(member.presence, raised)
 
+    async def record(self, actor: Member, active: bool, request_id: int | None) -> None:
+        """A teacher starts or stops the recording."""
+        if not actor.moderator:
+            raise RequestError("forbidden", "only teachers start and stop recording", request_id)
+        if self.lesson.recording_policy is RecordingPolicy.OFF:
+            raise RequestError("forbidden", "recording is off for this lesson", request_id)
+        if self._recorder is None:
+            raise RequestError("bad_request", "this server does not record lessons", request_id)
+        if active:
+            await self._start_recording(actor.id)
+        else:
+            await self._stop_recording(actor.id)
+
+    async def _start_recording(self, actor: str) -> None:
+        if self._recorder is None or self.recording:
+            return
+        try:
+            recording_id = await self._recorder.start(self)
+        except Exception:
+            # The lesson carries on without a recording; the badge stays off,
+            # so nobody believes they are being recorded when they are not.
+            logger.exception("lesson %s: the recording did not start", self.lesson.id)
+            return
+        self.set_recording(True, actor, recording_id)
+
+    async def _stop_recording(self, actor: str) -> None:
+        if self._recorder is None or not self.recording:
+            return
+        recording_id = self.recording_id
+        try:
+            await self._recorder.stop(self)
+        except Exception:
+            logger.exception("lesson %s: the recording did not stop cleanly", self.lesson.id)
+        self.set_recording(False, actor, recording_id)
+
     def set_recording(self, active: bool, actor: str = "", recording: str = "") -> None:
         """The recorder started or stopped: everyone's badge follows."""
         if self.recording != active:
             self.recording = active
+            self.recording_id = recording if active else ""
             self.trail.recording(active, actor, recording)
             self._broadcast({"type": "recording", "active": active})
 

@@ -35,6 +35,7 @@ __all__ = [
     "Mute",
     "ProtocolError",
     "Publish",
+    "Record",
     "Remove",
     "RequestError",
     "SubscriberAnswer",
@@ -203,6 +204,12 @@ class End:
     id: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class Record:
+    id: int | None
+    active: bool
+
+
 ClientMessage = (
     Join
     | Leave
@@ -220,6 +227,7 @@ ClientMessage = (
     | Mute
     | Remove
     | End
+    | Record
 )
 
 
@@ -355,6 +363,7 @@ _PARSERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "mute": _mute,
     "remove": lambda f: Remove(f.id, f.participant()),
     "end": lambda f: End(f.id),
+    "record": lambda f: Record(f.id, f.boolean("active")),
 }
 
 

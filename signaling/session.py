@@ -41,6 +41,7 @@ from .protocol import (
     Mute,
     ProtocolError,
     Publish,
+    Record,
     Remove,
     RequestError,
     SubscriberAnswer,
@@ -322,6 +323,8 @@ class Session:
                 classroom.remove(member, target, rid)
             case End():
                 await classroom.end(member, rid)
+            case Record(active=active):
+                await classroom.record(member, active, rid)
             case _:
                 raise RequestError("bad_request", "unexpected message", rid)
         if rid is not None:

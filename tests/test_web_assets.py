@@ -52,6 +52,16 @@ FINAL_CLOSE_CODES = (1000, 1002, 1003, 1009, 4000, 4401, 4403, 4404, 4409, 4410,
 ROLES = ("teacher", "assistant", "admin", "student", "observer", "unknown")
 LEFT_REASONS = ("left", "removed", "network", "replaced", "denied", "ended")
 CONNECTION_STATES = ("idle", "connecting", "connected", "reconnecting", "closed")
+# What admin.js says for an API error, by HTTP status (0: the server was not reached).
+ADMIN_ERRORS = (
+    "network",
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "unavailable",
+    "unknown",
+)
 
 # Keys the code builds at run time (`error.${code}` and the like).
 DYNAMIC_KEYS = (
@@ -67,6 +77,12 @@ DYNAMIC_KEYS = (
     + [f"quality.{level}" for level in ("good", "fair", "poor")]
     + [f"announce.left.{reason}" for reason in LEFT_REASONS]
     + [f"connection.{state}" for state in CONNECTION_STATES]
+    # the administrators' pages (admin.js): statuses, lesson kinds and states, errors
+    + [f"admin.status.{status}" for status in ("present", "late", "partial", "absent")]
+    + [f"admin.kind.{kind}" for kind in ("lecture", "seminar", "consultation", "defence", "exam")]
+    + [f"admin.lesson_state.{s}" for s in ("scheduled", "live", "ended", "cancelled")]
+    + [f"admin.quality.{level}" for level in ("good", "fair", "poor")]
+    + [f"admin.error.{name}_{part}" for name in ADMIN_ERRORS for part in ("title", "text")]
 )
 
 # The hooks the end-to-end tests use: fixed ones in lesson.html, per-participant
@@ -185,7 +201,16 @@ def strings() -> dict[str, dict[str, str]]:
 
 
 def test_the_pages_and_modules_exist() -> None:
-    for name in ("index.html", "lesson.html", "css/sabaq.css", "js/protocol.js", "js/i18n.js"):
+    for name in (
+        "index.html",
+        "lesson.html",
+        "admin.html",
+        "css/sabaq.css",
+        "css/admin.css",
+        "js/protocol.js",
+        "js/i18n.js",
+        "js/admin.js",
+    ):
         assert (WEB / name).is_file(), name
 
 
@@ -379,11 +404,15 @@ def test_referenced_ids_exist(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("script", "page"), [("classroom.js", "lesson.html"), ("landing.js", "index.html")]
+    ("script", "page"),
+    [("classroom.js", "lesson.html"), ("landing.js", "index.html"), ("admin.js", "admin.html")],
 )
 def test_scripts_find_their_elements(script: str, page: str) -> None:
     ids = {n.attrs["id"] for n in parse_html(WEB / page).walk() if "id" in n.attrs}
-    wanted = set(re.findall(r"""\bbyId\((["'])([\w-]+)\1\)""", js_source(WEB / "js" / script)))
+    source = js_source(WEB / "js" / script)
+    # ... or that the script builds itself: h("h2", {id: "report-heading"})
+    ids |= {m.group(2) for m in re.finditer(r"""\bid:\s*(["'])([\w-]+)\1""", source)}
+    wanted = set(re.findall(r"""\bbyId\((["'])([\w-]+)\1\)""", source))
     missing = sorted(name for _, name in wanted if name not in ids)
     assert not missing, f"{script} looks up ids that {page} lacks: {missing}"
 
@@ -423,3 +452,40 @@ def test_no_public_stun_server_by_default() -> None:
     protocol = js_source(WEB / "js" / "protocol.js")
     assert "stun:" not in protocol.lower()
     assert re.search(r"iceServers\)\s*\?\s*iceServers\s*:\s*\[\]", protocol)
+
+
+# The administrators' pages: hooks that tests/test_admin_browser.py and registrars' tools use.
+ADMIN_STATIC_TEST_IDS = ("admin-view", "admin-no-token", "admin-find-lesson", "admin-verify-link")
+ADMIN_SCRIPT_TEST_IDS = (
+    "admin-lesson-table",
+    "admin-timeline",
+    "admin-course-table",
+    "admin-students-table",
+    "admin-verify-button",
+    "admin-verify-result",
+    "admin-csv",
+)
+
+
+def test_admin_hooks_exist() -> None:
+    admin = parse_html(WEB / "admin.html")
+    test_ids = {n.attrs["data-testid"] for n in admin.walk() if "data-testid" in n.attrs}
+    missing = [t for t in ADMIN_STATIC_TEST_IDS if t not in test_ids]
+    assert not missing, f"admin.html lacks data-testid {missing}"
+    scripts = "".join(js_source(p) for p in JS_FILES if p.name.startswith("admin"))
+    for test_id in ADMIN_SCRIPT_TEST_IDS:
+        assert re.search(rf"""["']{test_id}["']""", scripts), f"no script builds {test_id}"
+    assert "admin-person-${" in scripts, "rows of the lesson table carry admin-person-<user_id>"
+
+
+@pytest.mark.parametrize("path", HTML_FILES, ids=lambda p: p.name)
+def test_no_inline_script_or_style(path: Path) -> None:
+    # The server's Content-Security-Policy allows neither: they would be blocked.
+    for node in parse_html(path).walk():
+        assert node.tag != "style", f"{path.name}: a <style> element"
+        assert "style" not in node.attrs, f"{path.name}: a style attribute on <{node.tag}>"
+        assert not any(name.startswith("on") for name in node.attrs), (
+            f"{path.name}: an inline event handler on <{node.tag}>"
+        )
+        if node.tag == "script":
+            assert node.attrs.get("src") and not node.text(), f"{path.name}: an inline script"
