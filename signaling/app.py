@@ -31,6 +31,8 @@ from .identity import Verifier
 from .lessons import ChatStore, LessonStore
 from .openapi import OPENAPI_WITH_FOOTPRINT
 from .protocol import CloseCode
+from .recording_service import RecordingService
+from .recordings import Catalogue, setup_recordings
 from .rest import setup_rest
 from .session import SUBPROTOCOL, Session, token_from_subprotocols
 from .settings import Settings
@@ -128,6 +130,12 @@ async def create_app(
     app[SFU_KEY] = sfu
     app[LESSONS_KEY] = lessons = LessonStore(db)
     app[CHAT_KEY] = chat = ChatStore(db)
+    media_root = data_dir / "recordings"
+    media_root.mkdir(parents=True, exist_ok=True)
+    roster = RosterStore(db)
+    recordings = RecordingService(sfu, Catalogue(db), lessons, media_root)
+    # What a crash left open is finalized (never deleted); unfinished single files resume.
+    await recordings.recover()
     app[CLASSROOMS_KEY] = classrooms = Classrooms(
         sfu,
         lessons,
@@ -135,6 +143,7 @@ async def create_app(
         ice_servers=settings.media.ice_servers_json(),
         max_participants=settings.limits.max_participants_per_lesson,
         ledger=ledger,
+        recording=recordings,
     )
     sessions: dict[Session, asyncio.Task[None]] = {}
 
@@ -146,6 +155,8 @@ async def create_app(
     async def on_cleanup(_: web.Application) -> None:
         if sessions:
             await asyncio.wait(list(sessions.values()), timeout=SHUTDOWN_GRACE)
+        # Recordings still running are closed properly (a restart would recover them).
+        await recordings.close()
         await sfu.close()
         # Last: the sessions' leave events above must reach the ledger.
         await ledger.close()
@@ -213,6 +224,8 @@ async def create_app(
     app.router.add_get("/", page("index.html"))
     app.router.add_get("/l/{lesson_id}", page("lesson.html"))
     app.router.add_get("/admin", page("admin.html"))
+    app.router.add_get("/r/{recording_id}", page("recording.html"))
+    app.router.add_get("/recordings", page("recordings.html"))
     app.router.add_get("/healthz", health)
     app.router.add_get("/ws/lessons/{lesson_id}", lesson_socket)
     app.router.add_static("/static/", web_dir, follow_symlinks=False, append_version=False)
@@ -222,7 +235,7 @@ async def create_app(
         app,
         ledger=ledger,
         lessons=lessons,
-        roster=RosterStore(db),
+        roster=roster,
         verifier=verifier,
         thresholds=Thresholds(
             late_after_min=attendance.late_after_min,
@@ -230,5 +243,16 @@ async def create_app(
             partial_min_share=attendance.partial_min_share,
         ),
         verify=verify,
+    )
+    setup_recordings(
+        app,
+        catalogue=recordings.catalogue,
+        lessons=lessons,
+        roster=roster,
+        ledger=ledger,
+        verifier=verifier,
+        media_root=media_root,
+        url_secret_file=data_dir / "recordings-url-secret",
+        retention_days=settings.recordings.retention_days or None,
     )
     return app

@@ -81,6 +81,48 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     ) STRICT;
     CREATE INDEX course_roster_by_user ON course_roster (user_id);
     """,
+    # 3: the recordings library (signaling/recordings/catalogue.py): one row per
+    # recording of a lesson, one per track file ("part"), and the composite MP4's state.
+    """
+    CREATE TABLE recordings (
+        -- secrets.token_urlsafe(16): the id is in page and media URLs, so it is unguessable.
+        id                 TEXT PRIMARY KEY,
+        -- No cascade: lessons are cancelled, never deleted, and rows go with their files.
+        lesson_id          TEXT NOT NULL REFERENCES lessons (id),
+        course             TEXT NOT NULL,
+        started_at         TEXT NOT NULL,
+        ended_at           TEXT,
+        status             TEXT NOT NULL
+            CHECK (status IN ('recording', 'finalizing', 'ready', 'failed')),
+        reason             TEXT,
+        composite_status   TEXT NOT NULL
+            CHECK (composite_status IN ('pending', 'running', 'ready', 'failed')),
+        composite_progress REAL NOT NULL CHECK (composite_progress BETWEEN 0 AND 1),
+        composite_path     TEXT,
+        composite_reason   TEXT
+    ) STRICT;
+    CREATE INDEX recordings_by_lesson ON recordings (lesson_id, started_at);
+    CREATE INDEX recordings_by_start ON recordings (started_at);
+
+    CREATE TABLE recording_parts (
+        id               TEXT PRIMARY KEY,
+        recording_id     TEXT NOT NULL REFERENCES recordings (id) ON DELETE CASCADE,
+        position         INTEGER NOT NULL,
+        participant_id   TEXT NOT NULL,
+        participant_name TEXT NOT NULL,
+        source           TEXT NOT NULL CHECK (source IN ('camera', 'microphone', 'screen')),
+        kind             TEXT NOT NULL CHECK (kind IN ('audio', 'video')),
+        codec            TEXT NOT NULL,
+        -- Relative to the operator's recordings folder, so the folder can move.
+        path             TEXT NOT NULL,
+        start_offset_s   REAL NOT NULL CHECK (start_offset_s >= 0),
+        duration_s       REAL,
+        size_bytes       INTEGER,
+        status           TEXT NOT NULL
+            CHECK (status IN ('recording', 'complete', 'recovered', 'broken'))
+    ) STRICT;
+    CREATE INDEX recording_parts_by_recording ON recording_parts (recording_id, position);
+    """,
 )
 
 SCHEMA_VERSION: Final = len(_MIGRATIONS)

@@ -15,7 +15,7 @@ from typing import Any
 
 from sfu import MediaEvent, Sfu
 
-from .classroom import Classroom, Member, Peer
+from .classroom import Classroom, Member, Peer, RecordingHook
 from .footprint.trail import Appender, LessonTrail
 from .identity import Identity, Role
 from .lessons import ChatStore, LessonNotFound, LessonStatus, LessonStore
@@ -46,6 +46,7 @@ class Classrooms:
         ice_servers: list[dict[str, Any]] | None = None,
         max_participants: int = 500,
         ledger: Appender | None = None,
+        recording: RecordingHook | None = None,
     ) -> None:
         self.sfu = sfu
         self.lessons = lessons
@@ -53,6 +54,7 @@ class Classrooms:
         self.ice_servers = ice_servers or []
         self.max_participants = max_participants
         self.ledger = ledger
+        self.recording = recording
         self.rooms: dict[str, Classroom] = {}
         self.auth_failures: Counter[str] = Counter()
         sfu.add_listener(self._on_media_event)
@@ -96,6 +98,7 @@ class Classrooms:
                 self.ice_servers,
                 self._forget,
                 LessonTrail(self.ledger, lesson.id, lesson.course),
+                self.recording,
             )
             self.rooms[lesson.id] = classroom
         present = len(classroom.members) + len(classroom.lobby)

@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from signaling.lessons import LessonKind, LessonStatus, RecordingPolicy
 
-__all__ = ["FOOTPRINT_PATHS", "OPENAPI", "OPENAPI_WITH_FOOTPRINT"]
+__all__ = ["FOOTPRINT_PATHS", "OPENAPI", "OPENAPI_WITH_FOOTPRINT", "RECORDINGS_PATHS"]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -37,6 +37,7 @@ _ERROR_NAMES: Final = {
     413: "TooLarge",
     415: "UnsupportedMediaType",
     422: "Invalid",
+    429: "TooManyRequests",
     503: "Unavailable",
 }
 
@@ -416,6 +417,171 @@ FOOTPRINT_SCHEMAS: Final[dict[str, Any]] = {
 }
 """The schemas of the footprint API, part of :data:`OPENAPI`'s components."""
 
+# --- the recordings library (signaling/recordings/api.py) --------------------------------------
+
+_RECORDING_PATH_ID: Final = _path("rid", "The recording's id (128-bit random, URL-safe).")
+_MEDIA_URL: Final = {
+    "type": ["string", "null"],
+    "description": (
+        "Signed, short-lived (10 min) path /media/recordings/{rid}/{file}?exp=&sig= to fetch "
+        "the file with range requests and no Authorization header; null until the file is "
+        "ready. Ask for the recording again for fresh URLs."
+    ),
+}
+
+RECORDINGS_PATHS: Final[dict[str, Any]] = {
+    "/api/lessons/{id}/recordings": {
+        "parameters": [_LESSON_PATH_ID],
+        "get": {
+            "operationId": "lessonRecordings",
+            "summary": "The lesson's recordings (its teachers, the course's students, admins)",
+            "responses": {
+                "200": _json(_ref("RecordingList"), "The recordings, oldest first"),
+                **_errors(401, 403, 404),
+            },
+        },
+    },
+    "/api/recordings/{rid}": {
+        "parameters": [_RECORDING_PATH_ID],
+        "get": {
+            "operationId": "getRecording",
+            "summary": "One recording with fresh signed media URLs and its lesson's summary",
+            "responses": {
+                "200": _json(_ref("RecordingDetail"), "The recording"),
+                **_errors(401, 403, 404),
+            },
+        },
+    },
+    "/api/recordings/{rid}/viewed": {
+        "parameters": [_RECORDING_PATH_ID],
+        "post": {
+            "operationId": "recordingViewed",
+            "summary": "Report watched stretches: a footprint event recording.viewed",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("ViewedReport")}},
+            },
+            "responses": {
+                "204": {"description": "Recorded in the footprint (committed)"},
+                **_errors(400, 401, 403, 404, 413, 422, 429, 503),
+            },
+        },
+    },
+}
+"""The ``/api`` paths :func:`signaling.recordings.setup_recordings` registers (it also serves
+``/media/recordings/{rid}/{file}``, whose signed URL is its own credential)."""
+
+_RECORDING_STATUS: Final = {
+    "type": "string",
+    "enum": ["recording", "finalizing", "ready", "failed"],
+}
+_COMPOSITE: Final = _object(
+    ["status", "progress", "reason"],
+    {
+        "status": {"type": "string", "enum": ["pending", "running", "ready", "failed"]},
+        "progress": {"type": "number", "minimum": 0, "maximum": 1},
+        "reason": {"type": ["string", "null"], "description": "Why it failed."},
+        "url": {**_MEDIA_URL, "description": "Detail only: the MP4's signed URL when ready."},
+    },
+    "The single downloadable MP4, made by a background job.",
+)
+_PART_PROPERTIES: Final[dict[str, Any]] = {
+    "id": {"type": "string"},
+    "participant_id": {"type": "string"},
+    "participant_name": {"type": "string"},
+    "source": {"type": "string", "enum": ["camera", "microphone", "screen"]},
+    "kind": {"type": "string", "enum": ["audio", "video"]},
+    "codec": {"type": "string"},
+    "format": {"type": "string", "description": "The file's container: webm, ogg, mkv, ..."},
+    "start_offset_s": {"type": "number", "description": "Where it starts on the timeline."},
+    "duration_s": _NUMBER_OR_NULL,
+    "size_bytes": {"type": ["integer", "null"]},
+    "status": {"type": "string", "enum": ["recording", "complete", "recovered", "broken"]},
+}
+_RECORDING_PROPERTIES: Final[dict[str, Any]] = {
+    "id": {"type": "string"},
+    "lesson_id": {"type": "string"},
+    "course": {"type": "string"},
+    "started_at": _TIME,
+    "ended_at": _TIME_OR_NULL,
+    "status": _RECORDING_STATUS,
+    "reason": {"type": ["string", "null"], "description": "Why it failed."},
+    "duration_s": {**_NUMBER_OR_NULL, "description": "End of the last part on the timeline."},
+    "size_bytes": {"type": "integer", "description": "The parts' files together."},
+    "composite": _COMPOSITE,
+    "player_path": {"type": "string", "description": "/r/{id}: the playback page."},
+}
+_RECORDING_REQUIRED: Final = [
+    "id",
+    "lesson_id",
+    "course",
+    "started_at",
+    "ended_at",
+    "status",
+    "reason",
+    "duration_s",
+    "size_bytes",
+    "composite",
+    "parts",
+    "player_path",
+]
+
+RECORDINGS_SCHEMAS: Final[dict[str, Any]] = {
+    "RecordingPart": _object(list(_PART_PROPERTIES), _PART_PROPERTIES, "One track file."),
+    "Recording": _object(
+        _RECORDING_REQUIRED,
+        {
+            **_RECORDING_PROPERTIES,
+            "parts": {"type": "array", "items": _ref("RecordingPart")},
+        },
+    ),
+    "RecordingList": _object(
+        ["recordings"], {"recordings": {"type": "array", "items": _ref("Recording")}}
+    ),
+    "RecordingDetail": _object(
+        [*_RECORDING_REQUIRED, "lesson", "urls_expire_at"],
+        {
+            **_RECORDING_PROPERTIES,
+            "parts": {
+                "type": "array",
+                "items": _object(
+                    [*_PART_PROPERTIES, "teacher", "url"],
+                    {
+                        **_PART_PROPERTIES,
+                        "teacher": {"type": "boolean", "description": "A teacher's track."},
+                        "url": _MEDIA_URL,
+                    },
+                ),
+            },
+            "lesson": {"type": "object", "description": "The lesson summary (docs/protocol.md)."},
+            "urls_expire_at": {**_TIME, "description": "When the media URLs stop working."},
+        },
+    ),
+    "ViewedReport": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["intervals"],
+        "properties": {
+            "intervals": {
+                "type": "array",
+                "maxItems": 500,
+                "items": {
+                    "type": "array",
+                    "items": {"type": "number", "minimum": 0},
+                    "minItems": 2,
+                    "maxItems": 2,
+                },
+                "description": (
+                    "[from_s, to_s] on the recording's timeline, from < to <= duration + 5; "
+                    "played stretches only (seeks are not watching). Merged and rounded to "
+                    "3 decimals in the event; an empty list writes nothing."
+                ),
+            }
+        },
+    },
+}
+"""The schemas of the recordings API, part of :data:`OPENAPI`'s components."""
+
 OPENAPI: Final[dict[str, Any]] = {
     "openapi": "3.1.0",
     "info": {
@@ -551,13 +717,14 @@ OPENAPI: Final[dict[str, Any]] = {
                 },
             },
             "Forbidden": _json(_ref("Error"), "The token does not allow this"),
-            "NotFound": _json(_ref("Error"), "No such lesson"),
+            "NotFound": _json(_ref("Error"), "No such lesson or recording"),
             "Conflict": _json(_ref("Error"), "Duplicate id, or the lesson's status forbids it"),
             "TooLarge": _json(_ref("Error"), "The body is over the limit (64 KiB; a roster 1 MiB)"),
             "UnsupportedMediaType": _json(_ref("Error"), "The body's Content-Type is not accepted"),
             "Invalid": _json(
                 _ref("Error"), "A field is invalid; field names it (a roster: line or item too)"
             ),
+            "TooManyRequests": _json(_ref("Error"), "Too many requests; slow down"),
             "Unavailable": _json(_ref("Error"), "The footprint ledger or verifier is unavailable"),
         },
         "schemas": {
@@ -651,6 +818,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 "properties": {"messages": {"type": "array", "items": _ref("ChatMessage")}},
             },
             **FOOTPRINT_SCHEMAS,
+            **RECORDINGS_SCHEMAS,
         },
     },
 }
@@ -658,6 +826,7 @@ OPENAPI: Final[dict[str, Any]] = {
 
 OPENAPI_WITH_FOOTPRINT: Final[dict[str, Any]] = {
     **OPENAPI,
-    "paths": {**OPENAPI["paths"], **FOOTPRINT_PATHS},
+    "paths": {**OPENAPI["paths"], **FOOTPRINT_PATHS, **RECORDINGS_PATHS},
 }
-"""The document of an application that also has the footprint API (setup_footprint_api)."""
+"""The document of an application that also has the footprint API (setup_footprint_api) and
+the recordings library (setup_recordings)."""

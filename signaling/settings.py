@@ -36,6 +36,7 @@ __all__ = [
     "IceServer",
     "LimitsSettings",
     "MediaSettings",
+    "RecordingsSettings",
     "ServerSettings",
     "Settings",
     "SettingsError",
@@ -146,6 +147,10 @@ def _share(value: object, _base: Path | None) -> float:
     if not math.isfinite(number) or not 0 <= number <= 1:
         raise _Invalid(f"must be a number from 0 to 1, not {value}")
     return number
+
+
+def _retention_days(value: object, _base: Path | None) -> int:
+    return _integer(value, 0, 36500)
 
 
 def _strings(value: object) -> tuple[str, ...]:
@@ -480,6 +485,9 @@ _SPECS: Final[Mapping[str, Mapping[str, _Field]]] = {
     "footprint": {
         "checkpoint_every": _Field(_positive_int, _env_int),
     },
+    "recordings": {
+        "retention_days": _Field(_retention_days, _env_int),
+    },
 }
 
 _Where = Callable[[str], str]
@@ -756,6 +764,16 @@ class FootprintSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordingsSettings:
+    """Recorded lessons: how long they are kept (0: for ever)."""
+
+    retention_days: int = 0
+
+    def __post_init__(self) -> None:
+        _validate(self, "recordings")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything `sabaq serve` is configured with."""
 
@@ -766,6 +784,7 @@ class Settings:
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     attendance: AttendanceSettings = field(default_factory=AttendanceSettings)
     footprint: FootprintSettings = field(default_factory=FootprintSettings)
+    recordings: RecordingsSettings = field(default_factory=RecordingsSettings)
 
     def origins(self) -> frozenset[str]:
         """The Origin values allowed to open a WebSocket with these settings."""
@@ -816,6 +835,7 @@ _SECTIONS: Final[Mapping[str, type[Any]]] = {
     "limits": LimitsSettings,
     "attendance": AttendanceSettings,
     "footprint": FootprintSettings,
+    "recordings": RecordingsSettings,
 }
 
 

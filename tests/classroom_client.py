@@ -179,13 +179,14 @@ class ClassroomClient:
 
     # --- publishing -------------------------------------------------------------------
 
-    async def publish(self, *sources: Source) -> dict[str, Any]:
-        """Publish generated clips for these sources; the server's reply."""
+    async def publish(self, *sources: Source, **clip: Any) -> dict[str, Any]:
+        """Publish generated clips for these sources (`clip`: their parameters); the reply."""
         if self.publisher is None:
             self.publisher = peer_connection()
         for source in sources:
             codec = "opus" if source is Source.MICROPHONE else "vp8"
-            track = EncodedTrack(cached_clip(codec))
+            params = clip if source is not Source.MICROPHONE else {}
+            track = EncodedTrack(cached_clip(codec, **params))
             self.tracks[source] = track
             self.publisher.addTrack(track)
         pc = self.publisher

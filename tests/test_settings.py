@@ -172,7 +172,7 @@ def test_the_documentation_names_every_key_and_variable() -> None:
 
 # Errors ------------------------------------------------------------------------------------
 
-_SECTIONS = "attendance, auth, footprint, limits, media, server, tls"
+_SECTIONS = "attendance, auth, footprint, limits, media, recordings, server, tls"
 _SERVER_KEYS = "host, port, public_url, allowed_origins, data_dir, web_dir"
 
 FILE_ERRORS: list[tuple[str, str]] = [
@@ -634,7 +634,7 @@ def test_describe_lists_every_key_with_defaults_spelled_out() -> None:
         in lines
     )
     keys = [line.split(" = ")[0].strip() for line in lines if " = " in line]
-    assert len(keys) == 6 + 4 + 6 + 5 + 9 + 3 + 1
+    assert len(keys) == 6 + 4 + 6 + 5 + 9 + 3 + 1 + 1
 
 
 # Origins, URLs and certificate names --------------------------------------------------------
