@@ -35,7 +35,14 @@ from sfu import (
 
 from .footprint.trail import LessonTrail, Presence
 from .identity import Identity, Role
-from .lessons import ChatStore, Lesson, LessonStatus, LessonStore, RecordingPolicy
+from .lessons import (
+    ChatStore,
+    Lesson,
+    LessonKind,
+    LessonStatus,
+    LessonStore,
+    RecordingPolicy,
+)
 from .protocol import CloseCode, RequestError
 
 __all__ = ["Classroom", "Member", "Peer", "RecordingHook", "participant_of", "quality_level"]
@@ -45,6 +52,8 @@ logger = logging.getLogger(__name__)
 MODERATORS: Final = frozenset({Role.TEACHER, Role.ASSISTANT, Role.ADMIN})
 ALL_SOURCES: Final = frozenset(Source)
 RECENT_CHAT: Final = 100
+# Lessons where every student publishes (and is recorded) unless a teacher says otherwise.
+PROCTORED: Final = frozenset({LessonKind.EXAM, LessonKind.DEFENCE})
 
 
 class RecordingHook(Protocol):
@@ -181,11 +190,17 @@ class Classroom:
         ]
 
     def allowed_sources(self, member: Member) -> frozenset[Source]:
-        """What a member may publish: moderators everything, students their floor."""
+        """What a member may publish: moderators everything, students their floor.
+
+        In exams and defences every student starts with the floor for camera,
+        microphone and screen (they are recorded, docs/protocol.md "Floor"); a
+        teacher may still take it away.
+        """
         if member.moderator:
             return ALL_SOURCES
         if member.role is Role.STUDENT:
-            return self.floors.get(member.id, frozenset())
+            default = ALL_SOURCES if self.lesson.kind in PROCTORED else frozenset()
+            return self.floors.get(member.id, default)
         return frozenset()
 
     def _broadcast(self, message: dict[str, Any], *, exclude: Member | None = None) -> None:
@@ -305,7 +320,7 @@ class Classroom:
                 self._lobby_changed()
             elif self.members.get(member.id) is member:
                 del self.members[member.id]
-                if reason in ("left", "removed"):
+                if reason in ("left", "removed") and self.lesson.kind not in PROCTORED:
                     # Leaving on purpose gives the floor back; a dropped
                     # connection keeps it for the reconnect.
                     self.floors.pop(member.id, None)
@@ -374,13 +389,14 @@ class Classroom:
                 f"the floor is for students; {target.id!r} is a {target.role}",
                 request_id,
             )
-        if sources:
+        if sources or self.lesson.kind in PROCTORED:
+            # An empty floor is kept in a proctored lesson: it overrides the default.
             self.floors[target.id] = sources
-            if target.hand:
-                target.hand = False
-                self.trail.hand(target.presence, False, by=actor.id)
         else:
             self.floors.pop(target.id, None)
+        if sources and target.hand:
+            target.hand = False
+            self.trail.hand(target.presence, False, by=actor.id)
         if target.participant is not None:
             # Synchronous: every student's copy of a revoked track ends before
             # this returns (TrackUnpublished events update the media state).

@@ -126,18 +126,29 @@ async def test_a_teacher_records_a_lesson_and_it_can_be_watched(
         assert response.status == 403
 
 
-async def test_exams_are_recorded_from_the_start(classroom: ClassroomServer) -> None:
+async def test_exams_record_every_student_from_the_start(classroom: ClassroomServer) -> None:
     await classroom.lesson(kind="exam")  # exams default to automatic recording
     teacher = await classroom.client("t1", "teacher")
     welcome = await teacher.wait_message("welcome")
     await wait_until(lambda: bool(teacher.of_type("recording")) or welcome["recording"])
     student = await classroom.client("s1")
-    assert (await student.wait_message("welcome"))["recording"] is True
+    welcome = await student.wait_message("welcome")
+    assert welcome["recording"] is True
+    # every student may (and is expected to) publish in an exam, and is recorded
+    assert welcome["you"]["floor"] == ["camera", "microphone", "screen"]
+    reply = await student.publish(Source.CAMERA, keyframe_interval_s=0.5)
+    assert reply["type"] == "answer"
+    await wait_until(
+        lambda: (teacher.participant("s1") or {}).get("media", {}).get("camera") == "on"
+    )
+    await asyncio.sleep(2.0)
     await teacher.send({"type": "end"})
     await teacher.wait_closed()
     teacher_token = classroom.token("t1", "teacher")
     listed = await api(classroom, teacher_token, "/api/lessons/L1/recordings")
     assert [r["status"] for r in listed["recordings"]] == ["ready"]
+    recorded = {(p["participant_id"], p["source"]) for p in listed["recordings"][0]["parts"]}
+    assert ("s1", "camera") in recorded
 
 
 async def test_recording_off_for_a_lesson_is_refused(classroom: ClassroomServer) -> None:
