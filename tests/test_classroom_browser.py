@@ -193,7 +193,8 @@ async def test_a_lesson_in_chromium(browser: Browser, classroom: ClassroomServer
         f"document.querySelector('{by_id('participant-s1')}')?.dataset.hand === 'true'",
         "the raised hand shows at the teacher",
     )
-    classroom.app[CLASSROOMS_KEY].rooms["L1"].set_recording(True)
+    # The teacher starts the recording; everyone sees the badge.
+    await teacher.locator(by_id("record")).click()
     for page in (teacher, s1, s2):
         await until(
             page,
@@ -267,7 +268,11 @@ async def test_a_lesson_in_chromium(browser: Browser, classroom: ClassroomServer
         await until(student, video_playing(by_id("screen-video")), "and the screen again")
     assert len(classroom.sfu.rooms["L1"].participants) == 3
 
-    # The end, for everyone.
+    assert classroom.app[CLASSROOMS_KEY].rooms["L1"].recording
+    assert await teacher.locator(by_id("recordings-link")).is_visible()
+    assert not await s1.locator(by_id("record")).is_visible()
+
+    # The end, for everyone (the recording stops and is catalogued).
     await teacher.locator(by_id("end-lesson")).click()
     await teacher.locator(by_id("confirm-ok")).click()
     for page in (s1, s2):

@@ -274,7 +274,10 @@ function wire(client) {
     renderControls();
   });
   client.addEventListener("quality", (event) => showQuality(event.detail.level));
-  client.addEventListener("recording", (event) => showRecording(event.detail.active));
+  client.addEventListener("recording", (event) => {
+    showRecording(event.detail.active);
+    renderControls();
+  });
   client.addEventListener("track", (event) => stage.addRemote(event.detail));
   client.addEventListener("trackended", (event) => stage.removeRemote(event.detail));
   client.addEventListener("local", () => {
@@ -455,6 +458,29 @@ function renderControls() {
   share.querySelector(".toggle-state").textContent = published.screen ? "\u2713" : "";
   byId("end-lesson").hidden = !you || !["teacher", "admin"].includes(you.role);
   byId("end-lesson").disabled = !inLesson;
+  // Recording: moderators start and stop it, unless the lesson's policy is off.
+  const state = ui.client ? ui.client.state : null;
+  const lesson = state && state.lesson;
+  const moderator = Boolean(you && ["teacher", "assistant", "admin"].includes(you.role));
+  const record = byId("record");
+  record.hidden = !moderator || !lesson || lesson.recording_policy === "off";
+  record.disabled = !inLesson || ui.busy.has("record");
+  const recording = Boolean(state && state.recording);
+  setPressed(record, recording);
+  record.querySelector(".toggle-state").textContent = recording ? "\u25CF" : "";
+  const link = byId("recordings-link");
+  link.hidden = !moderator || !lesson;
+  if (lesson) {
+    // The token travels in the fragment, never to the server's logs.
+    link.href = `/recordings?lesson=${encodeURIComponent(lesson.id)}#token=${encodeURIComponent(ui.token || "")}`;
+    link.target = "_blank";
+    link.rel = "noopener";
+  }
+}
+
+async function toggleRecording() {
+  const recording = Boolean(ui.client && ui.client.state.recording);
+  await busy("record", () => ui.client.record(!recording));
 }
 
 async function busy(source, job) {
@@ -555,6 +581,7 @@ function bindControls() {
   byId("share-screen").addEventListener("click", () => toggleScreen());
   byId("hand").addEventListener("click", () => toggleHand());
   byId("end-lesson").addEventListener("click", () => endLesson());
+  byId("record").addEventListener("click", () => toggleRecording());
   byId("leave").addEventListener("click", () => ui.client && ui.client.leave());
   byId("lobby-leave").addEventListener("click", () => ui.client && ui.client.leave());
   byId("rejoin").addEventListener("click", () => location.reload());

@@ -773,6 +773,11 @@ export class LessonClient extends EventTarget {
 
   // Ends the lesson for everyone; the server closes every socket with 4000,
   // possibly before its `ok` reaches us, which counts as success too.
+  /** Start or stop recording the lesson (moderators; refused when the lesson's policy is off). */
+  record(active) {
+    return this._request({ type: "record", active: Boolean(active) });
+  }
+
   end() {
     return this._request({ type: "end" }).catch((error) => {
       if (this.state.closeCode === 4000) {
