@@ -341,6 +341,10 @@ class InboundTrack:
 
     def on_sender_report(self, report: rtcp.SenderReport, now: float) -> None:
         """Keep the publisher's NTP/RTP mapping; subscribers' SRs derive from it."""
+        if report.ntp_timestamp == 0:
+            # aiortc sends an SR with NTP 0 before its first packet: no mapping at all,
+            # and subscribers' lip sync would be derived from it.
+            return
         self.sr_ntp = report.ntp_timestamp
         self.sr_rtp = report.rtp_timestamp
         self.sr_arrival = now

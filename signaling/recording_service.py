@@ -38,8 +38,6 @@ __all__ = ["RecordingService"]
 
 logger = logging.getLogger(__name__)
 
-# How often a running recording is checked for a write failure (a full disk).
-WATCH_PERIOD: Final = 0.5
 # How often a composite job's progress file is read into the catalogue.
 PROGRESS_PERIOD: Final = 2.0
 COMPOSITE_NAME: Final = "lesson.mp4"
@@ -75,12 +73,15 @@ class RecordingService:
         self._remember_names(classroom)
         recording = await self.catalogue.create(lesson.id, lesson.course, datetime.now(UTC))
         directory = self.media_root / recording.id
-        recorder = LessonRecorder(self.sfu.room(classroom.room_id), directory)
+        failed = asyncio.Event()
+        recorder = LessonRecorder(
+            self.sfu.room(classroom.room_id), directory, on_failure=lambda _: failed.set()
+        )
         await recorder.start()
         if recorder.status == "failed":
             await self.catalogue.set_status(recording.id, "failed", recorder.failure or "failed")
             raise RuntimeError(f"the recording could not start: {recorder.failure}")
-        watch = asyncio.get_running_loop().create_task(self._watch(classroom, recorder))
+        watch = asyncio.get_running_loop().create_task(self._watch(classroom, recorder, failed))
         self._active[classroom.room_id] = (recording.id, recorder, watch)
         return recording.id
 
@@ -107,11 +108,11 @@ class RecordingService:
         for member in classroom.members.values():
             self._names[member.id] = member.identity.name
 
-    async def _watch(self, classroom: Classroom, recorder: LessonRecorder) -> None:
+    async def _watch(
+        self, classroom: Classroom, recorder: LessonRecorder, failed: asyncio.Event
+    ) -> None:
         """A recording that fails on its own (disk full) turns the badge off at once."""
-        # Polled: the recorder reports a failure through its status only.
-        while recorder.status != "failed":  # noqa: ASYNC110
-            await asyncio.sleep(WATCH_PERIOD)
+        await failed.wait()
         logger.error("lesson %s: recording failed: %s", classroom.lesson.id, recorder.failure)
         active = self._active.pop(classroom.room_id, None)
         if active is None:

@@ -9,7 +9,10 @@ the single MP4 made by the background job decodes too.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +161,50 @@ async def test_recording_off_for_a_lesson_is_refused(classroom: ClassroomServer)
     reply = await teacher.request({"type": "record", "active": True})
     assert reply["type"] == "error" and reply["code"] == "forbidden"
     assert "off" in reply["message"]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """The server's recordings directory on a 1.6 MiB tmpfs (needs root, else skipped).
+
+    The recorder keeps 1 MiB of it in reserve to close its files on a full disk.
+    """
+    mount = tmp_path / "recordings"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("filling a small disk needs root to mount a tmpfs")
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1600k", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {result.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_a_full_disk_stops_the_recording_and_the_lesson_goes_on(
+    small_disk: Path, classroom: ClassroomServer
+) -> None:
+    await classroom.lesson(recording_policy="manual")
+    teacher = await classroom.client("t1", "teacher")
+    await teacher.wait_message("welcome")
+    await teacher.publish(Source.CAMERA, Source.MICROPHONE, keyframe_interval_s=0.5)
+    student = await classroom.client("s1")
+    await student.wait_message("welcome")
+    assert (await teacher.request({"type": "record", "active": True}))["type"] == "ok"
+    await student.wait_message("recording", active=True)
+    # ~1 Mbit/s of video fills the 600 KiB left in a few seconds: the badge goes off by itself.
+    off = await student.wait_message("recording", active=False, timeout=30)
+    assert off["active"] is False
+    listed = await api(classroom, classroom.token("t1", "teacher"), "/api/lessons/L1/recordings")
+    (recording,) = listed["recordings"]
+    assert recording["status"] == "failed" and "disk_full" in (recording["reason"] or "")
+    # the lesson carries on: the student still receives the teacher's camera
+    before = len(student.packets_from("t1", Source.CAMERA))
+    await wait_until(lambda: len(student.packets_from("t1", Source.CAMERA)) > before + 30)
+    assert small_disk.is_mount()  # noqa: ASYNC240 - a stat, in a test
