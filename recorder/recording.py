@@ -64,11 +64,22 @@ class LessonRecorder:
         self._clocks: dict[str, PublisherClock] = {}
         self._keys = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._start_errors = 0
 
     @property
     def manifest_path(self) -> Path:
         """The recording's manifest.jsonl."""
         return self.directory / MANIFEST_NAME
+
+    @property
+    def bytes_written(self) -> int:
+        """Frame bytes handed to the part files so far (container overhead excluded)."""
+        return self._writer.bytes_written
+
+    @property
+    def errors(self) -> int:
+        """Write errors so far: the one that failed the recording (or its start), lost parts."""
+        return self._writer.errors + self._start_errors
 
     async def start(self) -> None:
         """Create the recording and subscribe to every matching track; never raises OSError."""
@@ -86,6 +97,7 @@ class LessonRecorder:
             await asyncio.to_thread(self._writer.open, header)
         except OSError as exc:
             self.status, self.failure = "failed", failure_reason(exc)
+            self._start_errors = 1
             logger.error("recording %s could not start: %s", self.directory, self.failure)
             return
         if self.status != "starting":  # stop() was called meanwhile: finish what opened

@@ -99,6 +99,10 @@ class RecordingWriter:
         self.queued_bytes = 0  # written by the loop thread only
         self.done_bytes = 0  # written by the writer thread only
         self.parts_opened = 0
+        # Written by the writer thread only, read for metrics: frame bytes the muxer
+        # took, and errors (the one that stops the recording, frames or parts lost).
+        self.bytes_written = 0
+        self.errors = 0
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._manifest: ManifestWriter | None = None
@@ -245,7 +249,10 @@ class RecordingWriter:
             raise
         except Exception as exc:  # the muxer refused this packet: end the part, not the recording
             logger.warning("muxing %s failed: %s", part.path.name, exc)
+            self.errors += 1
             self._close_part(track, f"mux error: {exc}")
+        else:
+            self.bytes_written += len(data)
 
     def _open_part(self, track: _Track, start: float, size: tuple[int, int] | None) -> PartFile:
         info = track.info
@@ -290,6 +297,7 @@ class RecordingWriter:
             status, error = "truncated", exc
         except Exception as exc:
             logger.warning("closing %s failed: %s", part.path.name, exc)
+            self.errors += 1
             status = "broken"
         finally:
             part.release()
@@ -317,6 +325,7 @@ class RecordingWriter:
         if self.failure is not None:
             return
         self.failure = reason
+        self.errors += 1
         self._accepting = False
         logger.error("recording %s stopped: %s", self.directory, reason)
         # Give back the reserve first: the trailers and the manifest line need the space.

@@ -20,13 +20,14 @@ from .events import (
 )
 from .participant import Participant
 from .room import LocalSubscription, Room, TrackConsumer
-from .sfu import Sfu, SfuConfig, SfuCounters
+from .sfu import ForwardingTotals, Sfu, SfuConfig, SfuCounters
 from .track import Codec, DownTrack, InboundTrack
 
 __all__ = [
     "Codec",
     "ConnectionStateChanged",
     "DownTrack",
+    "ForwardingTotals",
     "IcePolicy",
     "InboundTrack",
     "LocalSubscription",

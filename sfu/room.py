@@ -159,6 +159,7 @@ class Room:
 
     def _track_published(self, track: InboundTrack) -> None:
         self.tracks[track.id] = track
+        track.on_forwarding_delay = self.sfu.on_forwarding_delay
         self.sfu._published.add(track)
         self.sfu.emit(
             TrackPublished(

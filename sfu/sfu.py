@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from . import rtcp
@@ -18,7 +18,7 @@ from .participant import Participant
 from .room import Room
 from .track import InboundTrack
 
-__all__ = ["Sfu", "SfuConfig", "SfuCounters"]
+__all__ = ["ForwardingTotals", "Sfu", "SfuConfig", "SfuCounters"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,30 @@ class SfuCounters:
         return asdict(self)
 
 
+@dataclass(slots=True)
+class ForwardingTotals:
+    """The counters of every track, ended ones included: monotonic, for metrics."""
+
+    received: int = 0
+    forwarded: int = 0
+    octets_forwarded: int = 0
+    duplicates: int = 0
+    dropped_muted: int = 0
+    retransmitted: int = 0
+    keyframe_requests: int = 0
+
+    def add(self, track: InboundTrack) -> None:
+        """Add one track's counters."""
+        counters = track.counters
+        self.received += counters.received
+        self.forwarded += counters.forwarded
+        self.octets_forwarded += track.octets_forwarded
+        self.duplicates += counters.duplicates
+        self.dropped_muted += counters.dropped_muted
+        self.retransmitted += counters.retransmitted
+        self.keyframe_requests += counters.keyframe_requests
+
+
 class Sfu:
     """Rooms of participants whose media is forwarded without decoding."""
 
@@ -77,8 +101,11 @@ class Sfu:
         self.config.ice.apply()
         self.rooms: dict[str, Room] = {}
         self.counters = SfuCounters()
+        # Given to every track published from now on (`InboundTrack.on_forwarding_delay`).
+        self.on_forwarding_delay: Callable[[float], None] | None = None
         self._listeners: list[MediaEventListener] = [on_event] if on_event else []
         self._published: set[InboundTrack] = set()
+        self._ended_totals = ForwardingTotals()
         self._estimators: dict[InboundTrack, LossBasedEstimator] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -135,8 +162,18 @@ class Sfu:
             del self.rooms[room.id]
 
     def _track_ended(self, track: InboundTrack) -> None:
-        self._published.discard(track)
+        if track in self._published:
+            self._published.remove(track)
+            # Before the track detaches its subscribers; nothing is forwarded after this.
+            self._ended_totals.add(track)
         self._estimators.pop(track, None)
+
+    def forwarding_totals(self) -> ForwardingTotals:
+        """Every track's counters summed, those of ended tracks included (for scrapes)."""
+        totals = replace(self._ended_totals)
+        for track in self._published:
+            totals.add(track)
+        return totals
 
     def participants(self) -> Iterable[Participant]:
         for room in self.rooms.values():

@@ -29,6 +29,7 @@ from .footprint.verify import VerifyResult, verify_ledger
 from .hub import Classrooms
 from .identity import Verifier
 from .lessons import ChatStore, LessonStore
+from .metrics import Metrics, setup_metrics
 from .openapi import OPENAPI_WITH_FOOTPRINT
 from .protocol import CloseCode
 from .recording_service import RecordingService
@@ -42,6 +43,7 @@ __all__ = [
     "CLASSROOMS_KEY",
     "LEDGER_KEY",
     "LESSONS_KEY",
+    "METRICS_KEY",
     "SETTINGS_KEY",
     "SFU_KEY",
     "create_app",
@@ -55,6 +57,7 @@ LESSONS_KEY: Final = web.AppKey("lessons", LessonStore)
 CHAT_KEY: Final = web.AppKey("chat", ChatStore)
 CLASSROOMS_KEY: Final = web.AppKey("classrooms", Classrooms)
 LEDGER_KEY: Final = web.AppKey("ledger", Ledger)
+METRICS_KEY: Final = web.AppKey("metrics", Metrics)
 
 # Seconds sessions get at shutdown to leave their classrooms cleanly.
 SHUTDOWN_GRACE: Final = 5.0
@@ -146,6 +149,14 @@ async def create_app(
         recording=recordings,
     )
     sessions: dict[Session, asyncio.Task[None]] = {}
+    # Before any track is published: the SFU hands its delay probe to each new track.
+    app[METRICS_KEY] = metrics = Metrics(
+        sfu=sfu,
+        classrooms=classrooms,
+        ledger=ledger,
+        recordings=recordings,
+        websockets=lambda: len(sessions),
+    )
 
     async def on_shutdown(_: web.Application) -> None:
         # Sessions close with 1001 so browsers reconnect to the restarted server.
@@ -186,6 +197,7 @@ async def create_app(
             verifier,
             settings.limits,
             token_from_subprotocols(request.headers.get("Sec-WebSocket-Protocol", "")),
+            on_joined=metrics.join_duration.observe,
         )
         # The session runs in a task of its own: aiohttp cancels the handler
         # when the TCP connection drops, and leaving the classroom (closing
@@ -227,6 +239,7 @@ async def create_app(
     app.router.add_get("/r/{recording_id}", page("recording.html"))
     app.router.add_get("/recordings", page("recordings.html"))
     app.router.add_get("/healthz", health)
+    setup_metrics(app, metrics, settings.metrics)
     app.router.add_get("/ws/lessons/{lesson_id}", lesson_socket)
     app.router.add_static("/static/", web_dir, follow_symlinks=False, append_version=False)
     setup_rest(app, lessons=lessons, chat=chat, verifier=verifier, openapi=OPENAPI_WITH_FOOTPRINT)

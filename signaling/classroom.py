@@ -78,6 +78,9 @@ class Peer(Protocol):
     def expect_answer(self) -> None:
         """An offer was sent: the client must answer within the offer timeout."""
 
+    def media_connected(self) -> None:
+        """The media there was to receive at the join now flows: the join is complete."""
+
 
 def quality_level(sample: QualitySample) -> str | None:
     """good / fair / poor from loss and round-trip time (None before any figure).
@@ -113,6 +116,8 @@ class Member:
     quality: str | None = None
     participant: Participant | None = None
     gone: bool = False
+    # There was media to receive at the join and no media connection is up yet.
+    awaiting_media: bool = False
     presence: Presence = field(init=False)
 
     def __post_init__(self) -> None:
@@ -303,6 +308,8 @@ class Classroom:
             # Nothing to receive yet: present from now. Otherwise the join is
             # recorded when a media connection connects (on_media_event).
             self.trail.joined(member.presence)
+        else:
+            member.awaiting_media = True
         if replacing:
             self._updated(member)
         else:
@@ -576,6 +583,9 @@ class Classroom:
                 self.trail.quality(member.presence, event)
             case ConnectionStateChanged(state="connected"):
                 self.trail.joined(member.presence)
+                if member.awaiting_media:
+                    member.awaiting_media = False
+                    member.peer.media_connected()
             case ConnectionStateChanged(direction=direction, state="failed"):
                 # The browser reconnects on 4408 and republishes.
                 member.peer.close(CloseCode.TIMEOUT, f"the {direction} media connection failed")

@@ -58,7 +58,33 @@ class RecordingService:
         self._jobs: dict[str, asyncio.Task[None]] = {}
         # Display names of the people recorded (the manifest keeps only their ids).
         self._names: dict[str, str] = {}
+        # Recorders whose files may still grow, and what the stopped ones wrote (metrics).
+        self._writing: set[LessonRecorder] = set()
+        self._stopped_bytes = 0
+        self._stopped_errors = 0
         sfu.add_listener(self._on_event)
+
+    # --- figures for metrics ------------------------------------------------------
+
+    @property
+    def active(self) -> int:
+        """Recordings running now."""
+        return len(self._active)
+
+    def bytes_written(self) -> int:
+        """Frame bytes every recording of this process has written since it started."""
+        return self._stopped_bytes + sum(r.bytes_written for r in self._writing)
+
+    def errors(self) -> int:
+        """Write errors of every recording since the process started (see LessonRecorder)."""
+        return self._stopped_errors + sum(r.errors for r in self._writing)
+
+    def _stopped(self, recorder: LessonRecorder) -> None:
+        """The recorder's files are closed: its figures are final."""
+        if recorder in self._writing:
+            self._writing.remove(recorder)
+            self._stopped_bytes += recorder.bytes_written
+            self._stopped_errors += recorder.errors
 
     def _on_event(self, event: MediaEvent) -> None:
         active = self._active.get(event.room_id)
@@ -77,8 +103,10 @@ class RecordingService:
         recorder = LessonRecorder(
             self.sfu.room(classroom.room_id), directory, on_failure=lambda _: failed.set()
         )
+        self._writing.add(recorder)
         await recorder.start()
         if recorder.status == "failed":
+            self._stopped(recorder)
             await self.catalogue.set_status(recording.id, "failed", recorder.failure or "failed")
             raise RuntimeError(f"the recording could not start: {recorder.failure}")
         watch = asyncio.get_running_loop().create_task(self._watch(classroom, recorder, failed))
@@ -97,6 +125,7 @@ class RecordingService:
         self._remember_names(classroom)
         await self.catalogue.set_status(recording_id, "finalizing")
         await recorder.stop()
+        self._stopped(recorder)
         await self._catalogue_parts(recording_id)
         if recorder.failure:
             await self.catalogue.set_status(recording_id, "failed", recorder.failure)
@@ -119,6 +148,7 @@ class RecordingService:
             return
         recording_id = active[0]
         await recorder.stop()
+        self._stopped(recorder)
         await self._catalogue_parts(recording_id)
         await self.catalogue.set_status(recording_id, "failed", recorder.failure or "failed")
         classroom.set_recording(False, "", recording_id)
@@ -266,6 +296,7 @@ class RecordingService:
             with contextlib.suppress(asyncio.CancelledError):
                 await watch
             await recorder.stop()
+            self._stopped(recorder)
             await self._catalogue_parts(recording_id)
             await self.catalogue.set_status(
                 recording_id, "failed" if recorder.failure else "ready", recorder.failure

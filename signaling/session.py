@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -105,7 +106,11 @@ class Session:
         verifier: Verifier,
         limits: LimitsSettings,
         header_token: str | None,
+        *,
+        on_joined: Callable[[float], None] | None = None,
     ) -> None:
+        # The WebSocket has just opened (the handshake is done).
+        self.opened = time.monotonic()
         self.ws = ws
         self.lesson_id = lesson_id
         self.classrooms = classrooms
@@ -121,6 +126,7 @@ class Session:
         self.classroom: Classroom | None = None
         self.member: Member | None = None
         self.leave_reason = "network"
+        self._on_joined = on_joined
 
     # --- the Peer interface (called by the classroom) ------------------------
 
@@ -150,6 +156,11 @@ class Session:
                 CloseCode.TIMEOUT,
                 "no answer to the subscription offer",
             )
+
+    def media_connected(self) -> None:
+        """Report the join's duration, WebSocket open to media flowing, to `on_joined`."""
+        if self._on_joined is not None:
+            self._on_joined(time.monotonic() - self.opened)
 
     def _answered(self) -> None:
         if self._offer_timer is not None:

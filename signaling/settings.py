@@ -36,6 +36,7 @@ __all__ = [
     "IceServer",
     "LimitsSettings",
     "MediaSettings",
+    "MetricsSettings",
     "RecordingsSettings",
     "ServerSettings",
     "Settings",
@@ -50,6 +51,8 @@ TlsMode = Literal["off", "files", "self-signed"]
 """How `sabaq serve` does HTTPS: not at all, with given files, or with its own certificate."""
 
 _CONFIG_VARIABLE: Final = "SABAQ_CONFIG"
+# A metrics token guards an endpoint that anyone who can reach the port may try.
+_MIN_METRICS_TOKEN: Final = 16
 _SECRET_VARIABLE: Final = "SABAQ_JWT_SECRET"  # the variable `sabaq token` reads too
 
 # The codecs aiortc 1.16 (pinned in pyproject.toml) can negotiate, in their usual spelling.
@@ -222,6 +225,23 @@ def _networks(value: object, _base: Path | None) -> tuple[str, ...]:
         except ValueError:
             raise _Invalid(f"{network!r} is not an IP network such as 10.0.0.0/8") from None
     return tuple(result)
+
+
+def _networks_or_empty(value: object, _base: Path | None) -> tuple[str, ...]:
+    """Like `_networks`, but an empty list is allowed (it admits no address)."""
+    return _networks(value, None) if _strings(value) else ()
+
+
+def _metrics_token(value: object, _base: Path | None) -> str:
+    # Never quote the value: it is a secret like the HS256 one.
+    if not isinstance(value, str):
+        raise _Invalid(f"must be a string, not {_kind(value)}")
+    if len(value) < _MIN_METRICS_TOKEN or not all("!" <= c <= "~" for c in value):
+        raise _Invalid(
+            f"must be at least {_MIN_METRICS_TOKEN} printable ASCII characters without spaces; "
+            "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return value
 
 
 def _host_names(value: object, _base: Path | None) -> tuple[str, ...]:
@@ -487,6 +507,10 @@ _SPECS: Final[Mapping[str, Mapping[str, _Field]]] = {
     },
     "recordings": {
         "retention_days": _Field(_retention_days, _env_int),
+    },
+    "metrics": {
+        "allowed_networks": _Field(_networks_or_empty, _env_list, unset="none: the token only"),
+        "token": _Field(_metrics_token, _env_text, optional=True, secret=True),
     },
 }
 
@@ -774,6 +798,17 @@ class RecordingsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Who may read ``GET /metrics``: clients in these networks, or with the bearer token."""
+
+    allowed_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        _validate(self, "metrics")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything `sabaq serve` is configured with."""
 
@@ -785,6 +820,7 @@ class Settings:
     attendance: AttendanceSettings = field(default_factory=AttendanceSettings)
     footprint: FootprintSettings = field(default_factory=FootprintSettings)
     recordings: RecordingsSettings = field(default_factory=RecordingsSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     def origins(self) -> frozenset[str]:
         """The Origin values allowed to open a WebSocket with these settings."""
@@ -836,6 +872,7 @@ _SECTIONS: Final[Mapping[str, type[Any]]] = {
     "attendance": AttendanceSettings,
     "footprint": FootprintSettings,
     "recordings": RecordingsSettings,
+    "metrics": MetricsSettings,
 }
 
 

@@ -154,7 +154,7 @@ def test_the_example_file_loads_and_covers_every_key() -> None:
             section = "media.ice_servers"
         elif key := re.match(r"(?:# )?([a-z0-9_]+) = ", line):
             mentioned.setdefault(section, set()).add(key[1])
-    for name in ("server", "tls", "auth", "media", "limits"):
+    for name in ("server", "tls", "auth", "media", "limits", "metrics"):
         fields = type(getattr(Settings(), name)).__dataclass_fields__
         assert mentioned[name] == set(fields), name
     assert mentioned["media.ice_servers"] == {"urls", "username", "credential"}
@@ -162,7 +162,7 @@ def test_the_example_file_loads_and_covers_every_key() -> None:
 
 def test_the_documentation_names_every_key_and_variable() -> None:
     text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-    for section in ("server", "tls", "auth", "media", "limits"):
+    for section in ("server", "tls", "auth", "media", "limits", "metrics"):
         for key in type(getattr(Settings(), section)).__dataclass_fields__:
             assert f"| `{key}` |" in text, key
             if key not in {"hs256_secret", "ice_servers"}:
@@ -172,7 +172,7 @@ def test_the_documentation_names_every_key_and_variable() -> None:
 
 # Errors ------------------------------------------------------------------------------------
 
-_SECTIONS = "attendance, auth, footprint, limits, media, recordings, server, tls"
+_SECTIONS = "attendance, auth, footprint, limits, media, metrics, recordings, server, tls"
 _SERVER_KEYS = "host, port, public_url, allowed_origins, data_dir, web_dir"
 
 FILE_ERRORS: list[tuple[str, str]] = [
@@ -634,7 +634,7 @@ def test_describe_lists_every_key_with_defaults_spelled_out() -> None:
         in lines
     )
     keys = [line.split(" = ")[0].strip() for line in lines if " = " in line]
-    assert len(keys) == 6 + 4 + 6 + 5 + 9 + 3 + 1 + 1
+    assert len(keys) == 6 + 4 + 6 + 5 + 9 + 3 + 1 + 1 + 2
 
 
 # Origins, URLs and certificate names --------------------------------------------------------

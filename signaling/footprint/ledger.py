@@ -220,6 +220,8 @@ class Ledger:
         """Events committed since open."""
         self.last_commit_seconds = 0.0
         """Duration of the last transaction, fsync included."""
+        self.on_append_latency: Callable[[float], None] | None = None
+        """Called with the seconds from each :meth:`append` to its answer (metrics)."""
         self._key = key
         self._every = checkpoint_every
         self._clock = clock
@@ -331,7 +333,18 @@ class Ledger:
             raise RuntimeError(f"the footprint ledger has {self._queued} events queued")
         # Stamped last: a refused event must not move the clamp forward.
         at = self._stamp()
-        return self._submit("append", at, lesson, course, actor, type, text.decode("utf-8"))
+        future = self._submit("append", at, lesson, course, actor, type, text.decode("utf-8"))
+        observe = self.on_append_latency
+        if observe is not None:
+            started = time.perf_counter()
+
+            def answered(done: asyncio.Future[Event]) -> None:
+                # Committed or failed, the caller waited this long; a cancelled wait says nothing.
+                if not done.cancelled():
+                    observe(time.perf_counter() - started)
+
+            future.add_done_callback(answered)
+        return future
 
     async def checkpoint(self) -> Checkpoint | None:
         """Signs the current head now; None when the ledger is empty."""
