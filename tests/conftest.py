@@ -170,3 +170,20 @@ async def classroom(
         for client in state.clients:
             await client.close()
         await server.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """A headless Debian Chromium for one test (tests/chromium.py has the flags)."""
+    from playwright.async_api import async_playwright
+
+    from tests.chromium import ARGS, CHROMIUM
+
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()

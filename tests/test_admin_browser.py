@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from sfu import Source
 from signaling.app import CONTENT_SECURITY_POLICY, LEDGER_KEY
@@ -42,20 +41,16 @@ from signaling.footprint.api import setup_footprint_api
 from signaling.footprint.attendance import Thresholds
 from signaling.footprint.roster import RosterStore
 from signaling.identity import Verifier, mint
+from tests.chromium import ARTIFACTS, NEEDS_CHROMIUM, by_id, until
 from tests.conftest import ClassroomServer
 from tests.peers import wait_until
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.test_footprint_api import AUDIENCE, ISSUER, NOW, SECRET, FakeLedger, seed
 from tests.test_footprint_reports import ROSTER, course_events
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(240),
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason=f"needs Debian's Chromium at {CHROMIUM}: `apt-get install chromium` "
-        "(the CI script installs it)",
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 WEB = Path(__file__).resolve().parent.parent / "web"
@@ -63,37 +58,6 @@ STRINGS = {
     lang: json.loads((WEB / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
     for lang in ("kk", "ru", "en")
 }
-
-
-def by_id(test_id: str) -> str:
-    return f'[data-testid="{test_id}"]'
-
-
-async def until(page: Page, expression: str, what: str, timeout: float = 20) -> Any:
-    """Poll a JS expression on the page until it is truthy, or fail saying what."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = await page.evaluate(expression)
-            if value:
-                return value
-        except Exception:  # navigation in progress, element missing: try again
-            pass
-        await asyncio.sleep(0.1)
-    body = await page.evaluate("document.body.innerText.slice(0, 1500)")
-    raise AssertionError(f"timed out waiting for: {what}\npage text: {body}")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 @dataclass

@@ -10,31 +10,21 @@ teacher's and a student's view are saved under `artifacts/`.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import time
-from collections.abc import AsyncIterator
-
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from signaling.app import CLASSROOMS_KEY
 from signaling.protocol import CloseCode
+from tests.chromium import ARTIFACTS, NEEDS_CHROMIUM, by_id, until
 from tests.conftest import ClassroomServer
 from tests.peers import wait_until
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(240),
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason=f"needs Debian's Chromium at {CHROMIUM}: `apt-get install chromium` "
-        "(the CI script installs it)",
-    ),
+    NEEDS_CHROMIUM,
 ]
 
-ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
 
 # The page calls navigator.mediaDevices.getDisplayMedia when the teacher
 # clicks "share screen"; headless Chromium has no screen, so a moving canvas
@@ -65,36 +55,6 @@ def video_playing(selector: str) -> str:
         await new Promise(r => setTimeout(r, 300));
         return v.currentTime > t;
     }})()"""
-
-
-def by_id(test_id: str) -> str:
-    return f'[data-testid="{test_id}"]'
-
-
-async def until(page: Page, expression: str, what: str, timeout: float = 30) -> None:
-    """Poll a JS expression on the page until it is truthy, or fail saying what."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if await page.evaluate(expression):
-                return
-        except Exception:  # navigation in progress, element missing: try again
-            pass
-        await asyncio.sleep(0.2)
-    state = await page.evaluate("JSON.stringify(window.sabaq && window.sabaq.state)")
-    raise AssertionError(f"timed out waiting for: {what}\npage state: {str(state)[:2000]}")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 async def open_page(

@@ -15,7 +15,6 @@ artifacts/recording-player.png.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,7 +27,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from loadtests.media import make_opus_clip, make_video_clip
 from signaling.app import CONTENT_SECURITY_POLICY
@@ -39,22 +38,18 @@ from signaling.identity import Verifier, mint
 from signaling.lessons import ChatStore, LessonStore
 from signaling.recordings import Catalogue, setup_recordings
 from signaling.rest import setup_rest
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.chromium import ARTIFACTS, NEEDS_CHROMIUM, by_id
+from tests.chromium import until as _until
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(180),
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason=f"needs Debian's Chromium at {CHROMIUM}: `apt-get install chromium` "
-        "(the CI script installs it)",
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 SECRET = "recordings-browser-secret-0123456789abcdef"
 ISSUER, AUDIENCE = "uni-idp", "sabaq"
-ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
 SECONDS = 8.0
 SCREEN_OFFSET = 2.0
 
@@ -190,22 +185,6 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
         yield started
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-def by_id(test_id: str) -> str:
-    return f'[data-testid="{test_id}"]'
-
-
 def media_playing(test_id: str, video: bool = True) -> str:
     """JS: the element has data (a picture, for video) and its time advances."""
     size = "el.videoWidth > 0 &&" if video else ""
@@ -218,24 +197,19 @@ def media_playing(test_id: str, video: bool = True) -> str:
     }})()"""
 
 
+# What a failed wait prints here: the player's position and every media element.
+PLAYER_STATE = (
+    "JSON.stringify({position: window.sabaq?.state?.player?.position,"
+    " playing: window.sabaq?.state?.player?.playing,"
+    " media: [...document.querySelectorAll('video,audio')].map(e => ({id: e.id,"
+    " src: (e.currentSrc || '').slice(0, 60), t: e.currentTime, ready: e.readyState,"
+    " paused: e.paused, error: e.error && e.error.code, hidden: e.hidden}))})"
+)
+
+
 async def until(page: Page, expression: str, what: str, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = await page.evaluate(expression)
-            if value:
-                return value
-        except Exception:  # navigation in progress, element missing: try again
-            pass
-        await asyncio.sleep(0.2)
-    state = await page.evaluate(
-        "JSON.stringify({position: window.sabaq?.state?.player?.position,"
-        " playing: window.sabaq?.state?.player?.playing,"
-        " media: [...document.querySelectorAll('video,audio')].map(e => ({id: e.id,"
-        " src: (e.currentSrc || '').slice(0, 60), t: e.currentTime, ready: e.readyState,"
-        " paused: e.paused, error: e.error && e.error.code, hidden: e.hidden}))})"
-    )
-    raise AssertionError(f"timed out waiting for: {what}\npage state: {state}")
+    """Wait on the player page; a failure shows the player's state."""
+    return await _until(page, expression, what, timeout, diagnose=PLAYER_STATE)
 
 
 POSITION = "window.sabaq.state.player.position"
