@@ -267,5 +267,6 @@ async def create_app(
         media_root=media_root,
         url_secret_file=data_dir / "recordings-url-secret",
         retention_days=settings.recordings.retention_days or None,
+        chat=chat,
     )
     return app

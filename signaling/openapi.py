@@ -467,6 +467,25 @@ RECORDINGS_PATHS: Final[dict[str, Any]] = {
             },
         },
     },
+    "/api/recordings/{rid}/chat": {
+        "parameters": [_RECORDING_PATH_ID],
+        "get": {
+            "operationId": "recordingChat",
+            "summary": "The recorded lesson's chat, for whoever may watch the recording",
+            "parameters": [
+                _query(
+                    "after",
+                    {"type": "integer", "minimum": 0, "default": 0},
+                    "Only messages with a larger id.",
+                ),
+                _LIMIT,
+            ],
+            "responses": {
+                "200": _json(_ref("ChatPage"), "The messages, oldest first"),
+                **_errors(400, 401, 403, 404),
+            },
+        },
+    },
 }
 """The ``/api`` paths :func:`signaling.recordings.setup_recordings` registers (it also serves
 ``/media/recordings/{rid}/{file}``, whose signed URL is its own credential)."""

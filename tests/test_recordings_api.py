@@ -153,6 +153,7 @@ async def build(
         media_root=tmp_path / "recordings",
         url_secret_file=tmp_path / "keys" / "media-url-secret",
         retention_days=retention_days,
+        chat=ChatStore(db),
     )
     return app
 
@@ -214,7 +215,11 @@ async def server(tmp_path: Path, clips: dict[str, Path]) -> AsyncIterator[Server
 
 async def test_the_access_table(server: Server) -> None:
     rid = server.recording_id
-    paths = [("GET", "/api/lessons/L1/recordings"), ("GET", f"/api/recordings/{rid}")]
+    paths = [
+        ("GET", "/api/lessons/L1/recordings"),
+        ("GET", f"/api/recordings/{rid}"),
+        ("GET", f"/api/recordings/{rid}/chat"),
+    ]
     for method, path in paths:
         for name, jwt in WATCHERS.items():
             status, body = await server.call(method, path, jwt)
@@ -234,6 +239,21 @@ async def test_the_access_table(server: Server) -> None:
     status, _ = await server.call("POST", f"/api/recordings/{rid}/viewed", None, json={})
     assert status == 401
     assert await server.viewed_events() == []
+
+
+async def test_the_chat_beside_a_recording_follows_the_recording_s_access(
+    server: Server,
+) -> None:
+    chat = ChatStore(server.catalogue._db)
+    await chat.append("L1", "t-1", "Асқар Нұрланұлы", "teacher", "Бастаймыз")
+    # an enrolled student whose token is for another lesson of the course: the
+    # lesson's own chat route would refuse them, the recording's does not
+    rid = server.recording_id
+    status, body = await server.call("GET", f"/api/recordings/{rid}/chat", STUDENT_LESSON_TOKEN)
+    assert status == 200
+    assert [m["text"] for m in body["messages"]] == ["Бастаймыз"]
+    status, body = await server.call("GET", f"/api/recordings/{rid}/chat?limit=0", STUDENT)
+    assert (status, body["field"]) == (400, "limit")
 
 
 async def test_unknown_ids_tell_nothing(server: Server) -> None:

@@ -158,6 +158,7 @@ async def running_site(tmp_path: Path, url_lifetime_s: int = 600) -> AsyncIterat
         url_secret_file=tmp_path / "media-url-secret",
         retention_days=None,
         url_lifetime_s=url_lifetime_s,
+        chat=ChatStore(db),
     )
 
     async def player_page(_: web.Request) -> web.StreamResponse:

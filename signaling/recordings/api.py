@@ -31,8 +31,8 @@ from aiohttp import hdrs, web
 from signaling.footprint.canonical import format_time
 from signaling.footprint.roster import RosterStore
 from signaling.identity import AuthError, Identity, Role, Verifier
-from signaling.lessons import Lesson, LessonStore
-from signaling.rest import _ApiError, _json_errors, _json_object
+from signaling.lessons import ChatStore, Lesson, LessonStore
+from signaling.rest import _ApiError, _int_query, _json_errors, _json_object
 
 from .catalogue import Catalogue
 from .model import Part, Recording, RecordingNotFound
@@ -106,7 +106,9 @@ class _Api:
         ledger: LedgerAppend,
         verifier: Verifier,
         config: _Config,
+        chat: ChatStore | None = None,
     ) -> None:
+        self._chat = chat
         self._catalogue = catalogue
         self._lessons = lessons
         self._roster = roster
@@ -177,6 +179,18 @@ class _Api:
         expires = datetime.fromtimestamp(self._config.signer.expiry(), UTC)
         body["urls_expire_at"] = format_time(expires)
         return web.json_response(body, headers={hdrs.CACHE_CONTROL: "no-store"})
+
+    async def recording_chat(self, request: web.Request) -> web.StreamResponse:
+        """The lesson's chat, for whoever may watch the recording (their token may be for
+        another lesson of the course: the lesson's own chat route would refuse it)."""
+        identity = self._identity(request)
+        recording, _ = await self._recording(request, identity)
+        if self._chat is None:
+            raise _ApiError(404, "not_found", "this server keeps no chat")
+        after = _int_query(request, "after", 0, 0, 2**53 - 1)
+        limit = _int_query(request, "limit", 100, 1, 500)
+        messages = await self._chat.page(recording.lesson_id, after_id=after, limit=limit)
+        return web.json_response({"messages": [message.to_json() for message in messages]})
 
     def _limit_s(self, recording: Recording) -> float:
         """The recording's length as far as known: its parts', or the time it has run."""
@@ -259,13 +273,14 @@ def setup_recordings(
     retention_days: int | None,
     url_lifetime_s: int = 600,
     clock: Callable[[], datetime] | None = None,
+    chat: ChatStore | None = None,
 ) -> None:
     """Adds the recordings routes (``RECORDINGS_PATHS`` of :mod:`signaling.openapi`, and
     ``/media/recordings/...``) to ``app``, and the hourly retention task to its life cycle.
     """
     signer = MediaSigner.from_file(url_secret_file, lifetime_s=url_lifetime_s)
     now = clock or (lambda: datetime.now(UTC))
-    api = _Api(catalogue, lessons, roster, ledger, verifier, _Config(media_root, signer, now))
+    api = _Api(catalogue, lessons, roster, ledger, verifier, _Config(media_root, signer, now), chat)
     app[CATALOGUE_KEY] = catalogue
     router = app.router
     # allow_head=False on /api, as in signaling.rest: the OpenAPI document lists every route.
@@ -280,6 +295,12 @@ def setup_recordings(
     )
     router.add_post(
         "/api/recordings/{rid}/viewed", _json_errors(api.viewed), name="api.recording.viewed"
+    )
+    router.add_get(
+        "/api/recordings/{rid}/chat",
+        _json_errors(api.recording_chat),
+        name="api.recording.chat",
+        allow_head=False,
     )
     router.add_get(MEDIA_PREFIX + "/{rid}/{file}", _json_errors(api.media), name="media.recording")
 

@@ -1,7 +1,8 @@
 // The lesson's chat beside the recording, each message appearing when the
 // playback passes the moment it was written.
 //
-// Messages come from GET /api/lessons/{id}/chat (pages of 500, oldest first).
+// Messages come from GET /api/recordings/{id}/chat (pages of 500, oldest first), which
+// admits whoever may watch the recording.
 // The list is an aria-live region, so a screen reader reads a message as it
 // appears; a seek that adds or removes many messages at once is done with the
 // region silenced, so nobody hears a hundred messages in a row.
@@ -17,11 +18,11 @@ const MAX_PAGES = 500;
 const STICKY_PX = 48;
 
 // Every message of the lesson; throws {status} when the server refuses.
-export async function fetchChat(lessonId, token) {
+export async function fetchChat(recordingId, token) {
   const messages = [];
   let after = 0;
   for (let page = 0; page < MAX_PAGES; page += 1) {
-    const url = `/api/lessons/${encodeURIComponent(lessonId)}/chat?after=${after}&limit=${PAGE}`;
+    const url = `/api/recordings/${encodeURIComponent(recordingId)}/chat?after=${after}&limit=${PAGE}`;
     const response = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
     if (!response.ok) {
       const error = new Error(`chat: ${response.status}`);

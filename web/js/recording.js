@@ -315,7 +315,7 @@ async function setupChat(recording) {
   });
   state.chat = chat;
   try {
-    chat.load(await fetchChat(recording.lesson_id, state.token), recording.started_at);
+    chat.load(await fetchChat(recording.id, state.token), recording.started_at);
   } catch {
     chat.unavailable();
   }
