@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 from array import array
 from fractions import Fraction
 from pathlib import Path
@@ -466,7 +467,15 @@ async def test_background_process_stopped_by_sigterm(
         if json.loads(progress_file.read_text())["status"] == "running":
             break
         await asyncio.sleep(0.01)
+    # Frozen first, so that a small job cannot finish between the check and SIGTERM
+    # (on a fast machine it did): the signal is handled the moment it continues.
+    process.send_signal(signal.SIGSTOP)
+    if json.loads(progress_file.read_text())["status"] != "running":
+        process.send_signal(signal.SIGCONT)
+        await process.wait()
+        pytest.skip("the job finished before it could be interrupted")
     process.terminate()
+    process.send_signal(signal.SIGCONT)
     assert await asyncio.wait_for(process.wait(), 30) == 1
     progress = json.loads(progress_file.read_text())
     assert progress["status"] == "failed" and "SIGTERM" in progress["reason"]
