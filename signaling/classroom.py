@@ -623,13 +623,6 @@ class Classroom:
             member.quality = level
             self._updated(member)
 
-    # --- teardown ---------------------------------------------------------------
-
-    def close_all(self, code: CloseCode, reason: str) -> None:
-        """Close every connection (server shutdown)."""
-        for member in [*self.members.values(), *self.lobby.values()]:
-            member.peer.close(code, reason)
-
 
 def participant_of(member: Member, request_id: int | None) -> Participant:
     """The member's SFU participant, or a request error for lobby members."""

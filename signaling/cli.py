@@ -76,11 +76,12 @@ def _serve(args: argparse.Namespace) -> int:
     """`sabaq serve`: settings errors go to stderr with exit status 2."""
     from signaling.serve import serve  # noqa: PLC0415 - loads aiohttp, uvloop, the SFU
     from signaling.settings import SettingsError, load_settings  # noqa: PLC0415
+    from signaling.tls import TlsError  # noqa: PLC0415
 
     try:
         settings = load_settings(args.config)
         return serve(settings, demo=args.demo)
-    except SettingsError as exc:
+    except (SettingsError, TlsError) as exc:
         print(f"sabaq serve: {exc}", file=sys.stderr)
         return 2
 

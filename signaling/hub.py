@@ -104,10 +104,10 @@ class Classrooms:
         present = len(classroom.members) + len(classroom.lobby)
         if present >= self.max_participants and identity.user_id not in classroom.members:
             raise Refused(CloseCode.FORBIDDEN, "the lesson is full")
-        member = await classroom.join(identity, peer)
+        try:
+            member = await classroom.join(identity, peer)
+        except BaseException:
+            if not classroom.members and not classroom.lobby:
+                self._forget(classroom)  # created for this join only: do not keep it
+            raise
         return classroom, member
-
-    def close_all(self, code: CloseCode, reason: str) -> None:
-        """Close every connection of every lesson (server shutdown)."""
-        for classroom in list(self.rooms.values()):
-            classroom.close_all(code, reason)

@@ -17,6 +17,7 @@ import secrets
 import ssl
 from datetime import UTC, datetime, timedelta
 from typing import Final
+from urllib.parse import urlsplit
 
 import uvloop
 from aiohttp import web
@@ -25,7 +26,7 @@ from .app import LESSONS_KEY, create_app
 from .identity import MIN_HS256_SECRET_BYTES, Role, mint
 from .lessons import LessonNotFound, LessonStatus, LessonStore
 from .settings import Settings, describe
-from .tls import certificate_fingerprint, self_signed_certificate, server_ssl_context
+from .tls import certificate_fingerprint, server_ssl_context
 
 __all__ = ["DEMO_LESSON", "demo_links", "ensure_demo_lesson", "serve"]
 
@@ -87,16 +88,18 @@ async def ensure_demo_lesson(lessons: LessonStore) -> None:
 
 
 def base_url(settings: Settings) -> str:
-    """Where people open Sabaq: the public URL, else this machine's own name."""
-    if settings.server.public_url:
-        return settings.server.public_url.rstrip("/")
-    scheme = "http" if settings.tls.mode == "off" else "https"
-    host = settings.server.host
-    # Browsers allow cameras on http://localhost (a secure context), not on
-    # http://127.0.0.1 in every browser, and not on a LAN address without TLS.
-    if host in ("127.0.0.1", "0.0.0.0", "::", "::1", "localhost"):
-        host = "localhost"
-    return f"{scheme}://{host}:{settings.server.port}"
+    """Where people open Sabaq: `Settings.base_url`, with a loopback address as localhost.
+
+    Browsers allow cameras on http://localhost (a secure context) everywhere;
+    not every one treats http://127.0.0.1 the same way.
+    """
+    url = settings.base_url()
+    if settings.server.public_url is None and settings.server.host in ("127.0.0.1", "::1"):
+        parts = urlsplit(url)
+        url = parts._replace(
+            netloc=f"localhost:{parts.port}" if parts.port else "localhost"
+        ).geturl()
+    return url
 
 
 def demo_links(settings: Settings) -> list[tuple[str, str]]:
@@ -120,15 +123,11 @@ def demo_links(settings: Settings) -> list[tuple[str, str]]:
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    tls = settings.tls
-    if tls.mode == "off":
+    files = settings.tls_files()  # makes or renews the self-signed pair when asked to
+    if files is None:
         return None
-    if tls.mode == "files":
-        assert tls.cert is not None and tls.key is not None
-        cert, key = tls.cert, tls.key
-    else:
-        names = [settings.server.host, *tls.hostnames]
-        cert, key = self_signed_certificate(settings.server.data_dir / "tls", names)
+    cert, key = files
+    if settings.tls.mode == "self-signed":
         print(f"self-signed certificate {cert}")
         print(f"  SHA-256 fingerprint {certificate_fingerprint(cert)}")
         print("  browsers will warn once; compare the fingerprint before accepting it")

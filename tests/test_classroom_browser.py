@@ -230,6 +230,9 @@ async def test_a_lesson_in_chromium(browser: Browser, classroom: ClassroomServer
 
     assert classroom.app[CLASSROOMS_KEY].rooms["L1"].recording
     assert await teacher.locator(by_id("recordings-link")).is_visible()
+    attendance = await teacher.locator(by_id("attendance-link")).get_attribute("href")
+    assert attendance is not None and attendance.startswith("/admin?lesson=L1#token=")
+    assert not await s1.locator(by_id("attendance-link")).is_visible()
     assert not await s1.locator(by_id("record")).is_visible()
 
     # The end, for everyone (the recording stops and is catalogued).

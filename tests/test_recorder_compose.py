@@ -460,20 +460,19 @@ async def test_background_process_at_low_priority(clips: dict[str, Path], tmp_pa
 async def test_background_process_stopped_by_sigterm(
     clips: dict[str, Path], tmp_path: Path
 ) -> None:
-    job = _job(clips, tmp_path)
+    # A timeline long enough (mostly dark frames past the clips) that the job is
+    # still running when it is interrupted: the 21 s one sometimes finished first.
+    job = _job(clips, tmp_path, duration_s=4 * DURATION)
     process = await run_job_process(job)
     progress_file = job.work_dir / "progress.json"
     for _ in range(500):  # until the child has started composing
         if json.loads(progress_file.read_text())["status"] == "running":
             break
         await asyncio.sleep(0.01)
-    # Frozen first, so that a small job cannot finish between the check and SIGTERM
-    # (on a fast machine it did): the signal is handled the moment it continues.
+    # Frozen first, so that nothing happens between the check and SIGTERM: the
+    # signal is handled the moment the child continues.
     process.send_signal(signal.SIGSTOP)
-    if json.loads(progress_file.read_text())["status"] != "running":
-        process.send_signal(signal.SIGCONT)
-        await process.wait()
-        pytest.skip("the job finished before it could be interrupted")
+    assert json.loads(progress_file.read_text())["status"] == "running"
     process.terminate()
     process.send_signal(signal.SIGCONT)
     assert await asyncio.wait_for(process.wait(), 30) == 1

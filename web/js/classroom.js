@@ -468,13 +468,17 @@ function renderControls() {
   const recording = Boolean(state && state.recording);
   setPressed(record, recording);
   record.querySelector(".toggle-state").textContent = recording ? "\u25CF" : "";
-  const link = byId("recordings-link");
-  link.hidden = !moderator || !lesson;
-  if (lesson) {
-    // The token travels in the fragment, never to the server's logs.
-    link.href = `/recordings?lesson=${encodeURIComponent(lesson.id)}#token=${encodeURIComponent(ui.token || "")}`;
-    link.target = "_blank";
-    link.rel = "noopener";
+  // Links for teachers to the lesson's recordings and attendance; the token travels in
+  // the fragment, never to the server's logs.
+  const pages = { "recordings-link": "/recordings", "attendance-link": "/admin" };
+  for (const [id, path] of Object.entries(pages)) {
+    const link = byId(id);
+    link.hidden = !moderator || !lesson;
+    if (lesson) {
+      link.href = `${path}?lesson=${encodeURIComponent(lesson.id)}#token=${encodeURIComponent(ui.token || "")}`;
+      link.target = "_blank";
+      link.rel = "noopener";
+    }
   }
 }
 
