@@ -1,15 +1,16 @@
 """Join storm against a real `sabaq serve`: how fast students get in and see the teacher.
 
-The server runs as its own process (`sabaq serve --demo`, loopback only);
-this process is the synthetic teacher (a pre-encoded VP8 + Opus clip, sent
-without re-encoding) and N students who join through the real protocol
-within a window, answer the SFU's offers and count the teacher's RTP. For
-each student it measures WebSocket open → `welcome` and WebSocket open →
-first packet of the teacher's camera, and it reads the server's CPU time
-from /proc. The students share this process, so their own CPU use is not in
-the server's figure, but on a small machine they compete for the same cores.
+    python -m loadtests.bench_join [--n 100] [--window 10] [--output file.json]
 
-    python -m loadtests.bench_join [--n 25 50] [--window 5] [--output file.json]
+The server runs as its own process (`sabaq serve --demo`, loopback only). This process is
+the synthetic teacher: a `ClassroomClient` publishing a pre-encoded VP8 (~1 Mbps, 30 fps) +
+Opus clip without re-encoding, answering the SFU's PLI with the clip's next keyframe at
+once (as a browser's encoder would) and stamping each frame with its send time. N students,
+in ceil(N / 50) processes of `loadtests.ws_students`, open their WebSockets evenly spread
+over the window and join through the real protocol. For each student: WebSocket open →
+`welcome`, and WebSocket open → the last packet of the first whole keyframe (time to first
+frame); then, for `--steady` seconds after the last join, the end-to-end delay of every
+video frame. The server's CPU time comes from /proc.
 """
 
 from __future__ import annotations
@@ -17,27 +18,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from loadtests import common
+from loadtests.bench_sfu import Processes, delay_figures, quantile
+from loadtests.teacher import answer_keyframe_requests
 from sfu import Source
 from signaling.identity import mint
 from tests.classroom_client import ClassroomClient
 from tests.test_serve import free_port, read_until
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+STUDENTS_PER_PROCESS = 50
 
 
 def token(secret: str, sub: str, role: str) -> str:
@@ -52,26 +50,35 @@ def token(secret: str, sub: str, role: str) -> str:
     )
 
 
-def percentile(values: list[float], q: float) -> float:
+def spread(values: list[float]) -> dict[str, float | None]:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    if not ordered:
+        return {"p50": None, "p99": None, "max": None}
+    return {
+        "p50": round(quantile(ordered, 0.5), 1),
+        "p99": round(quantile(ordered, 0.99), 1),
+        "max": round(ordered[-1], 1),
+    }
 
 
-async def student(url: str, secret: str, sub: str, result: dict[str, Any]) -> ClassroomClient:
-    client = ClassroomClient(url, "demo", token(secret, sub, "student"))
-    opened = time.monotonic()
-    await client.connect()
-    await client.wait_message("welcome", timeout=30)
-    result["welcome_ms"] = (time.monotonic() - opened) * 1000
-    deadline = time.monotonic() + 30
-    while not client.packets_from("teacher", Source.CAMERA) and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-    if client.packets_from("teacher", Source.CAMERA):
-        result["first_video_ms"] = (time.monotonic() - opened) * 1000
-    return client
+async def publish_teacher(url: str, secret: str) -> ClassroomClient:
+    """The teacher's camera and microphone, stamped and answering PLI."""
+    teacher = ClassroomClient(url, "demo", token(secret, "teacher", "teacher"))
+    await teacher.connect()
+    await teacher.wait_message("welcome")
+    reply = await teacher.publish(Source.CAMERA, Source.MICROPHONE)
+    if reply["type"] != "answer":
+        raise SystemExit(f"the teacher could not publish: {reply}")
+    camera = teacher.tracks[Source.CAMERA]
+    camera.stamp = True
+    assert teacher.publisher is not None
+    for transceiver in teacher.publisher.getTransceivers():
+        if transceiver.sender.track is camera:
+            answer_keyframe_requests(transceiver.sender, camera)
+    return teacher
 
 
-async def storm(n: int, window: float, data_dir: Path) -> dict[str, Any]:
+async def storm(n: int, window: float, steady: float, data_dir: Path) -> dict[str, Any]:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         str(Path(sys.executable).with_name("sabaq")),
@@ -87,49 +94,83 @@ async def storm(n: int, window: float, data_dir: Path) -> dict[str, Any]:
             "SABAQ_MEDIA_ALLOWED_NETWORKS": "127.0.0.0/8",
         },
     )
-    clients: list[ClassroomClient] = []
+    procs = Processes(f"join-n{n}", deadline=60 + window + steady + 0.5 * n)
+    teacher: ClassroomClient | None = None
     try:
         await read_until(process, "Running on")
         url = f"http://127.0.0.1:{port}"
-        secret = (data_dir / "dev-jwt-secret").read_text().strip()
-        teacher = ClassroomClient(url, "demo", token(secret, "teacher", "teacher"))
-        clients.append(teacher)
-        await teacher.connect()
-        await teacher.wait_message("welcome")
-        reply = await teacher.publish(Source.CAMERA, Source.MICROPHONE)
-        if reply["type"] != "answer":
-            raise SystemExit(f"the teacher could not publish: {reply}")
+        secret_file = data_dir / "dev-jwt-secret"
+        teacher = await publish_teacher(url, secret_file.read_text().strip())
         await asyncio.sleep(1.0)
-        results: list[dict[str, Any]] = [{} for _ in range(n)]
-        cpu_before = cpu_seconds(process.pid)
-        started = time.monotonic()
-        tasks = []
-        for i in range(n):
-            await asyncio.sleep(max(0.0, started + window * i / n - time.monotonic()))
-            tasks.append(asyncio.create_task(student(url, secret, f"s{i}", results[i])))
-        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
-            if isinstance(outcome, ClassroomClient):
-                clients.append(outcome)
-        elapsed = time.monotonic() - started
-        cpu = cpu_seconds(process.pid) - cpu_before
+        k = max(1, math.ceil(n / STUDENTS_PER_PROCESS))
+        start_at = time.monotonic() + 3.0  # every process is up and waiting by then
+        students = [
+            await procs.spawn(
+                f"students{i}",
+                "loadtests.ws_students",
+                "--server",
+                url,
+                "--secret-file",
+                str(secret_file),
+                "--count",
+                str(n // k + (1 if i < n % k else 0)),
+                "--index",
+                str(i),
+                "--processes",
+                str(k),
+                "--total",
+                str(n),
+                "--start-at",
+                f"{start_at:.6f}",
+                "--window",
+                str(window),
+            )
+            for i in range(k)
+        ]
+        for child in students:
+            await child.message(60)
+        cpu_before = common.cpu_seconds(process.pid)
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()) + window + 2.0)
+        storm_cpu = common.cpu_seconds(process.pid) - cpu_before
+        joining = await asyncio.gather(*(c.request("latency", timeout=30) for c in students))
+        await asyncio.sleep(steady)
+        steady_samples = await asyncio.gather(*(c.request("latency", timeout=30) for c in students))
+        stats = await asyncio.gather(*(c.request("stats") for c in students))
+        procs.check_alive()
+        camera = teacher.tracks[Source.CAMERA]
+        teacher_stats = {
+            "keyframes": camera.keyframes_sent,
+            "keyframes_forced": camera.keyframes_forced,
+            "keyframe_requests": camera.keyframe_requests,
+        }
     finally:
-        for client in clients:
-            await client.close()
+        await procs.close()
+        if teacher is not None:
+            await teacher.close()
         process.send_signal(signal.SIGINT)
         await process.wait()
-    welcome = [r["welcome_ms"] for r in results if "welcome_ms" in r]
-    video = [r["first_video_ms"] for r in results if "first_video_ms" in r]
+    first = [f for r in joining for f in r["first_frames_ms"]]
+    welcome = [w for r in stats for w in r["welcome_ms"]]
+    delays = [d for r in steady_samples for d in r["delays_us"]]
+    first_frame = spread(first)
+    welcomed = spread(welcome)
     return {
         "n": n,
         "window_s": window,
-        "joined": len(welcome),
-        "saw_video": len(video),
-        "welcome_p50_ms": statistics.median(welcome) if welcome else None,
-        "welcome_p99_ms": percentile(welcome, 0.99) if welcome else None,
-        "first_video_p50_ms": statistics.median(video) if video else None,
-        "first_video_p99_ms": percentile(video, 0.99) if video else None,
-        "server_cpu_s": round(cpu, 2),
-        "server_cpu_share": round(cpu / elapsed, 2),
+        "processes": len(students),
+        "joined": sum(r["joined"] for r in stats),
+        "saw_video": len(first),
+        "errors": sum(r["errors"] for r in stats),
+        "first_error": next((r["first_error"] for r in stats if r["first_error"]), ""),
+        "welcome_p50_ms": welcomed["p50"],
+        "welcome_p99_ms": welcomed["p99"],
+        "first_frame_p50_ms": first_frame["p50"],
+        "first_frame_p99_ms": first_frame["p99"],
+        "first_frame_max_ms": first_frame["max"],
+        **delay_figures(delays, sum(int(r["dropped"]) for r in steady_samples)),
+        "server_cpu_s_during_storm": round(storm_cpu, 2),
+        "server_cpu_share_during_storm": round(storm_cpu / (window + 2.0), 2),
+        "teacher": teacher_stats,
     }
 
 
@@ -137,30 +178,41 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for n in args.n:
         with tempfile.TemporaryDirectory() as tmp:
-            rows.append(await storm(n, args.window, Path(tmp)))
+            rows.append(await storm(n, args.window, args.steady, Path(tmp)))
     print(
-        "| N | window | joined | saw video | welcome p50 / p99 (ms) |"
-        " first video p50 / p99 (ms) | server CPU (s, share of a core) |"
+        "| N | window | joined | first frame | welcome p50 / p99 (ms) |"
+        " first frame p50 / p99 / max (ms) | delay p50 / p99 (ms) | server CPU in storm |"
+        " keyframes forced / PLIs |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
 
         def ms(key: str, row: dict[str, Any] = r) -> str:
-            return "–" if row[key] is None else f"{row[key]:.0f}"
+            return "–" if row.get(key) is None else f"{row[key]:.0f}"
 
+        def ms2(key: str, row: dict[str, Any] = r) -> str:
+            return "–" if row.get(key) is None else f"{row[key]:.2f}"
+
+        t = r["teacher"]
         print(
             f"| {r['n']} | {r['window_s']:.0f} s | {r['joined']} | {r['saw_video']} |"
             f" {ms('welcome_p50_ms')} / {ms('welcome_p99_ms')} |"
-            f" {ms('first_video_p50_ms')} / {ms('first_video_p99_ms')} |"
-            f" {r['server_cpu_s']} ({r['server_cpu_share']}) |"
+            f" {ms('first_frame_p50_ms')} / {ms('first_frame_p99_ms')} /"
+            f" {ms('first_frame_max_ms')} |"
+            f" {ms2('delay_p50_ms')} / {ms2('delay_p99_ms')} |"
+            f" {r['server_cpu_share_during_storm']:.2f} core |"
+            f" {t['keyframes_forced']} / {t['keyframe_requests']} |"
         )
+        if r["errors"]:
+            print(f"  {r['errors']} student errors, first: {r['first_error']}")
     return rows
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, nargs="+", default=[25, 50])
-    parser.add_argument("--window", type=float, default=5.0)
+    parser.add_argument("--n", type=int, nargs="+", default=[100])
+    parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--steady", type=float, default=5.0, help="delay-measuring seconds")
     parser.add_argument("--output")
     arguments = parser.parse_args()
     measured = asyncio.run(main(arguments))

@@ -68,6 +68,7 @@ MAX_STUDENT_PROCESSES = 8
 SATURATED_CPU_PCT = 90.0
 SATURATED_RATE = 0.8
 SNAPSHOT_TRIES = 30
+MESSAGE_LIMIT = 64 * 1024 * 1024  # one JSON line from a child: delay samples can be large
 FLOOR_DEFAULT_BYTES = 1000  # plaintext RTP bytes when the SFU stage measured no sizes
 FLOOR_DEFAULT_RATE = 166.0  # incoming packets/s when it measured no rate (~ the teacher's)
 FLOOR_BEHIND = 0.95  # the floor "saturates" below this share of its target packet rate
@@ -175,6 +176,7 @@ class Processes:
                 cwd=ROOT,
                 env=env,
                 start_new_session=True,
+                limit=MESSAGE_LIMIT,
             )
         _live_groups.add(proc.pid)
         child = Child(name, proc, log)
@@ -206,6 +208,8 @@ class Options:
     batch: int
     output: pathlib.Path
     floor: bool = True
+    seminar_publishers: int = 8
+    seminar_receivers: int = 12
 
 
 @dataclass
@@ -227,8 +231,24 @@ class Snapshot:
     tries: int
 
 
+def combine_teachers(replies: list[dict[str, Any]]) -> dict[str, Any]:
+    """The publishers' counters added up (a seminar has several); the worst connection state."""
+    total: dict[str, Any] = {}
+    for reply in replies:
+        for key, value in reply.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+    states = [r.get("state") for r in replies]
+    total["state"] = next((s for s in states if s != "connected"), "connected")
+    return total
+
+
 async def snapshot(
-    http: aiohttp.ClientSession, url: str, server: Child, teacher: Child, students: list[Child]
+    http: aiohttp.ClientSession,
+    url: str,
+    server: Child,
+    teachers: list[Child],
+    students: list[Child],
 ) -> Snapshot:
     """Everything at one instant: the students' counters are read between two readings of
     the server's, and only kept when the server sent nothing in between (it sends in bursts,
@@ -244,9 +264,7 @@ async def snapshot(
         t = time.monotonic()
         server_user, server_sys = common.cpu_times(server.pid)
         first = await server_stats()
-        replies = await asyncio.gather(
-            teacher.request("stats"), *(s.request("stats") for s in students)
-        )
+        replies = await asyncio.gather(*(c.request("stats") for c in [*teachers, *students]))
         second = await server_stats()
         exact = second["forwarded"] == first["forwarded"]
         if exact:
@@ -255,20 +273,64 @@ async def snapshot(
     return Snapshot(
         time=t,
         server=first,
-        teacher=replies[0],
-        students=list(replies[1:]),
+        teacher=combine_teachers(list(replies[: len(teachers)])),
+        students=list(replies[len(teachers) :]),
         server_cpu=server_user + server_sys,
         server_user=server_user,
         server_sys=server_sys,
-        teacher_cpu=common.cpu_seconds(teacher.pid),
+        teacher_cpu=sum(common.cpu_seconds(t.pid) for t in teachers),
         student_cpu=[common.cpu_seconds(s.pid) for s in students],
         snmp=common.udp_snmp(),
         server_drops=common.udp_socket_drops([server.pid])["drops"],
         student_drops=common.udp_socket_drops([s.pid for s in students])["drops"],
-        teacher_drops=common.udp_socket_drops([teacher.pid])["drops"],
+        teacher_drops=common.udp_socket_drops([t.pid for t in teachers])["drops"],
         exact=exact,
         tries=attempt + 1,
     )
+
+
+async def take_samples(students: list[Child]) -> dict[str, Any]:
+    """The delays and first-frame times every student process collected since the last call."""
+    replies = await asyncio.gather(*(s.request("latency", timeout=30) for s in students))
+    return {
+        "delays_us": [d for r in replies for d in r.get("delays_us", [])],
+        "first_frames_ms": [f for r in replies for f in r.get("first_frames_ms", [])],
+        "dropped": sum(int(r.get("dropped", 0)) for r in replies),
+    }
+
+
+def quantile(values: list[float], q: float) -> float:
+    """Nearest-rank quantile of an already sorted list."""
+    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
+
+
+def delay_figures(delays_us: list[int], dropped: int) -> dict[str, Any]:
+    """End-to-end delay (teacher's send time to the student's socket, ms) over the window."""
+    ordered = sorted(delays_us)
+    if not ordered:
+        return {"delay_samples": 0}
+    return {
+        "delay_samples": len(ordered),
+        "delay_samples_dropped": dropped,
+        "delay_p50_ms": round(quantile(ordered, 0.50) / 1000, 3),
+        "delay_p99_ms": round(quantile(ordered, 0.99) / 1000, 3),
+        "delay_p999_ms": round(quantile(ordered, 0.999) / 1000, 3),
+        "delay_max_ms": round(ordered[-1] / 1000, 3),
+    }
+
+
+def first_frame_figures(first_frames_ms: list[float], n: int) -> dict[str, Any]:
+    """Join request → last packet of the first whole keyframe, per student (ms)."""
+    ordered = sorted(first_frames_ms)
+    if not ordered:
+        return {"first_frames": 0}
+    return {
+        "first_frames": len(ordered),
+        "first_frame_missing": n - len(ordered),
+        "first_frame_p50_ms": round(quantile(ordered, 0.50), 1),
+        "first_frame_p99_ms": round(quantile(ordered, 0.99), 1),
+        "first_frame_max_ms": round(ordered[-1], 1),
+    }
 
 
 def student_split(n: int) -> list[int]:
@@ -277,11 +339,15 @@ def student_split(n: int) -> list[int]:
     return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
 
-async def run_stage(design: str, n: int, opts: Options) -> dict[str, Any]:
-    """Fresh server, teacher and students; measure one steady window."""
-    join_timeout = 30.0 + 0.3 * n
+async def run_stage(design: str, n: int, opts: Options, publishers: int = 1) -> dict[str, Any]:
+    """Fresh server, teacher(s) and students; measure one steady window.
+
+    One publisher is a lecture; several (`publishers`) a seminar, every student receiving
+    every publisher."""
+    join_timeout = 30.0 + 0.3 * n * publishers
     deadline = 90.0 + opts.settle + opts.warmup + opts.window + join_timeout
-    procs = Processes(f"{design}-n{n}", deadline)
+    tag = f"{design}-n{n}" if publishers == 1 else f"{design}-seminar{publishers}x{n}"
+    procs = Processes(tag, deadline)
     started = time.monotonic()
     try:
         server = await procs.spawn("server", SERVERS[design])
@@ -295,9 +361,21 @@ async def run_stage(design: str, n: int, opts: Options) -> dict[str, Any]:
             "--clip-seconds",
             str(opts.clip_seconds),
         ]
-        teacher = await procs.spawn("teacher", "loadtests.teacher", "--server", url, *clip)
+        teachers = [
+            await procs.spawn(
+                f"teacher{i}" if publishers > 1 else "teacher",
+                "loadtests.teacher",
+                "--server",
+                url,
+                "--participant",
+                f"teacher{i}" if publishers > 1 else "teacher",
+                *clip,
+            )
+            for i in range(publishers)
+        ]
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-            await teacher.message(60)
+            for teacher in teachers:
+                await teacher.message(60)
             async with asyncio.timeout(30):
                 while True:  # the server gets the teacher's media
                     async with http.get(f"{url}/stats") as r:
@@ -338,7 +416,12 @@ async def run_stage(design: str, n: int, opts: Options) -> dict[str, Any]:
                         await asyncio.sleep(0.5)
                         procs.check_alive()
                         replies = await asyncio.gather(*(s.request("stats") for s in students))
-                        receiving = sum(r["receiving_video"] for r in replies)
+                        # every publisher's audio and video reach the student
+                        receiving = sum(
+                            row[1] > 0 and row[3] >= 2 * publishers
+                            for r in replies
+                            for row in r["per_student"]
+                        )
                         waited = time.monotonic() - joined_at
                         if waited >= next_note and receiving < n:
                             next_note += 10.0
@@ -352,12 +435,17 @@ async def run_stage(design: str, n: int, opts: Options) -> dict[str, Any]:
             if receiving == 0:
                 raise StageError(f"no student received video within {join_timeout:.0f} s")
             await asyncio.sleep(opts.warmup)
-            before = await snapshot(http, url, server, teacher, students)
+            joining = await take_samples(students)  # first frames; delays while joining
+            before = await snapshot(http, url, server, teachers, students)
             await asyncio.sleep(opts.window)
-            after = await snapshot(http, url, server, teacher, students)
+            after = await snapshot(http, url, server, teachers, students)
+            steady = await take_samples(students)
             rss_after = common.rss_kib(server.pid)
             procs.check_alive()
         result = measure(design, n, before, after)
+        result["publishers"] = publishers
+        result.update(delay_figures(steady["delays_us"], steady["dropped"]))
+        result.update(first_frame_figures(joining["first_frames_ms"], n))
         if result["forwarded"]:
             marginal = result["server_cpu_pct"] - base_pct
             result["marginal_us_per_packet"] = round(
@@ -693,6 +781,7 @@ def measure(design: str, n: int, a: Snapshot, b: Snapshot) -> dict[str, Any]:
 
 COLUMNS = [
     ("N", "n", "{:d}"),
+    ("pubs", "publishers", "{:d}"),
     ("design", "design", "{}"),
     ("µs/pkt", "us_per_packet", "{:.1f}"),
     ("user µs/pkt", "user_us_per_packet", "{:.1f}"),
@@ -706,6 +795,10 @@ COLUMNS = [
     ("pkts/s/student", "student_pps", "{:.1f}"),
     ("students CPU %", "students_cpu_pct", "{:.1f}"),
     ("students/core", "students_per_core", "{:.0f}"),
+    ("delay p50 ms", "delay_p50_ms", "{:.2f}"),
+    ("delay p99 ms", "delay_p99_ms", "{:.2f}"),
+    ("1st frame p50 ms", "first_frame_p50_ms", "{:.0f}"),
+    ("1st frame p99 ms", "first_frame_p99_ms", "{:.0f}"),
 ]
 
 
@@ -903,6 +996,27 @@ async def run(opts: Options) -> int:
         )
         if design == "relay" and row["saturated"]:
             relay_saturated_at = n
+    if opts.seminar_receivers and opts.seminar_publishers:
+        pubs, receivers = opts.seminar_publishers, opts.seminar_receivers
+        print(
+            f"[{time.monotonic() - began:6.1f}s] sfu seminar: {pubs} publishers, "
+            f"{receivers} receiving students ...",
+            flush=True,
+        )
+        try:
+            row = await run_stage("sfu", receivers, opts, publishers=pubs)
+        except (StageError, TimeoutError, aiohttp.ClientError, OSError, KeyError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            print(f"    failed: {error}", flush=True)
+            failures.append({"design": "sfu", "n": receivers, "publishers": pubs, "error": error})
+        else:
+            rows.append(row)
+            print(
+                f"    {row['us_per_packet']} µs/pkt, server CPU {row['server_cpu_pct']}%, "
+                f"{row['forwarded_pps']} pkts/s, loss {row['loss_pct']}%, delay p99 "
+                f"{row.get('delay_p99_ms')} ms",
+                flush=True,
+            )
     table, ratios = report(rows, failures, relay_saturated_at)
     print()
     print(table)
@@ -971,15 +1085,28 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--batch", type=int, default=10, help="students negotiating at once, per student process"
     )
+    parser.add_argument(
+        "--seminar",
+        type=_int_list,
+        metavar="PUBLISHERS,RECEIVERS",
+        help="the seminar stage: publishers and students receiving all of them "
+        "(default 8,12: 20 participants; --quick: 2,3)",
+    )
+    parser.add_argument("--no-seminar", action="store_true", help="skip the seminar stage")
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS / "sfu.json")
     args = parser.parse_args(argv)
-    sfu_n = args.n or ([10] if args.quick else [25, 50, 100, 200])
+    sfu_n = args.n or ([10] if args.quick else [25, 50, 100, 200, 400])
+    seminar = args.seminar or ([2, 3] if args.quick else [8, 12])
+    if len(seminar) != 2:
+        parser.error("--seminar takes two numbers: PUBLISHERS,RECEIVERS")
+    if args.no_seminar:
+        seminar = [0, 0]
     if args.no_relay:
         relay_n: list[int] = []
     elif args.relay_n:
         relay_n = args.relay_n
     else:
-        relay_n = [5] if args.quick else sorted({5, 10, *sfu_n})
+        relay_n = [5] if args.quick else sorted({5, 10, *(n for n in sfu_n if n <= 200)})
     return Options(
         sfu_n=sorted(set(sfu_n)),
         relay_n=sorted(set(relay_n)),
@@ -993,6 +1120,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         batch=args.batch,
         output=args.output,
         floor=not args.no_floor,
+        seminar_publishers=seminar[0],
+        seminar_receivers=seminar[1],
     )
 
 

@@ -17,6 +17,14 @@ repeating, starting loud at clip time 0 (see :func:`tone_is_loud`).
 :class:`EncodedTrack` replays demuxed ``av.Packet`` objects: aiortc's ``RTCRtpSender`` only
 packetizes them (``encoder.pack(packet)`` reads ``bytes(packet)``, ``packet.pts`` and
 ``packet.time_base`` to derive the RTP timestamp).
+
+For load tests it can also behave like a live encoder in two ways: it answers a keyframe
+request (``request_keyframe``, wired to the sender's PLI/FIR handling) by jumping to the
+clip's next keyframe at once, and with ``stamp=True`` it appends ``STAMP`` (a magic and the
+CLOCK_MONOTONIC time at which the frame left the track) to every video frame, so that a
+receiver on the same machine can measure end-to-end delay from the last packet of each frame
+(:func:`read_stamp`). Decoders ignore bytes after a VP8 frame's last partition, but the stamp
+is for synthetic receivers only.
 """
 
 from __future__ import annotations
@@ -30,7 +38,9 @@ import math
 import os
 import pathlib
 import random
+import struct
 import tempfile
+import time
 import uuid
 from array import array
 from collections.abc import Sequence
@@ -46,6 +56,9 @@ TONE_HZ = 400.0  # exactly 8 cycles per 20 ms frame, so every loud frame is iden
 TONE_AMPLITUDE = 0.5  # peak, relative to full scale (about -9 dBFS RMS)
 TONE_PERIOD_S = 1.0  # loud for one period, silent for the next, and so on
 _GENERATOR_VERSION = 1  # bump when the generated content changes, to invalidate caches
+# Send-time stamp appended to a stamped track's video frames: magic + CLOCK_MONOTONIC ns.
+STAMP_MAGIC = b"SBQt"
+STAMP = struct.Struct("!4sQ")
 
 PathLike = str | os.PathLike[str]
 
@@ -244,6 +257,8 @@ class EncodedTrack(MediaStreamTrack):
         loop: bool = True,
         realtime: bool = True,
         speed: float = 1.0,
+        stamp: bool = False,
+        keyframe_min_interval_s: float = 0.2,
     ) -> None:
         super().__init__()
         if isinstance(source, str | os.PathLike):
@@ -273,6 +288,13 @@ class EncodedTrack(MediaStreamTrack):
         self._origin_s = float(first * self.time_base)
         self.loop, self.realtime, self.speed = loop, realtime, speed
         self.frames_sent = 0
+        self.keyframes_sent = 0
+        self.keyframes_forced = 0  # keyframes sent early, in answer to request_keyframe()
+        self.keyframe_requests = 0
+        self.stamp = stamp and kind == "video"
+        self.keyframe_min_interval_s = keyframe_min_interval_s
+        self._keyframe_wanted = False
+        self._last_keyframe_at = -math.inf
         self._index = 0
         self._offset = 0
         self._start: float | None = None
@@ -290,6 +312,30 @@ class EncodedTrack(MediaStreamTrack):
         """
         return tone_is_loud(pts_seconds % self.duration_s + self._origin_s)
 
+    def request_keyframe(self) -> None:
+        """Send a keyframe as soon as allowed: what an encoder does for a PLI or FIR.
+
+        The next frame becomes the clip's next keyframe (output pts carry on as if no frame
+        had been skipped, so pacing and RTP timestamps stay smooth). Like a browser's
+        encoder, keyframes are at most one per ``keyframe_min_interval_s``: a request
+        arriving sooner is served when that interval has passed.
+        """
+        self.keyframe_requests += 1
+        self._keyframe_wanted = True
+
+    def _jump_to_keyframe(self) -> None:
+        """Skip ahead to the next keyframe (wrapping to the clip's start), keeping pts."""
+        index = self._index
+        if self._items[index][2]:
+            return
+        pts_here = self._items[index][1] + self._offset
+        for k in itertools.chain(range(index + 1, len(self._items)), range(index)):
+            if self._items[k][2]:
+                self._index = k
+                self._offset = pts_here - self._items[k][1]
+                self.keyframes_forced += 1
+                return
+
     async def recv(self) -> av.Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
@@ -299,6 +345,12 @@ class EncodedTrack(MediaStreamTrack):
                 raise MediaStreamError
             self._index = 0
             self._offset += self._clip_ticks
+        if (
+            self._keyframe_wanted
+            and time.monotonic() - self._last_keyframe_at >= self.keyframe_min_interval_s
+        ):
+            self._keyframe_wanted = False
+            self._jump_to_keyframe()
         data, rel, keyframe = self._items[self._index]
         self._index += 1
         packet = av.Packet(data)
@@ -316,4 +368,24 @@ class EncodedTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         self.frames_sent += 1
+        if keyframe:
+            self.keyframes_sent += 1
+            self._last_keyframe_at = time.monotonic()
+            self._keyframe_wanted = False  # a keyframe due anyway answers a pending request
+        if self.stamp:
+            stamped = av.Packet(data + STAMP.pack(STAMP_MAGIC, time.monotonic_ns()))
+            stamped.pts, stamped.dts = packet.pts, packet.dts
+            stamped.time_base, stamped.is_keyframe = packet.time_base, keyframe
+            return stamped
         return packet
+
+
+def read_stamp(payload: bytes) -> int | None:
+    """The CLOCK_MONOTONIC send time (ns) a stamped frame's last RTP payload ends with.
+
+    None when the payload does not end with a stamp (an unstamped track, or a frame whose
+    last packet holds only part of the stamp because the packetizer split it)."""
+    if len(payload) < STAMP.size:
+        return None
+    magic, sent_ns = STAMP.unpack_from(payload, len(payload) - STAMP.size)
+    return int(sent_ns) if magic == STAMP_MAGIC else None

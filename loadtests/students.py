@@ -10,6 +10,19 @@ bytes, video packets, bytes and frames by the clear-text payload type and marker
 audio packets) and dropped. STUN, DTLS and SRTCP go to aioice/aiortc as usual, so ICE consent
 and DTLS keep working. The sockets get 4 MiB receive buffers.
 
+Two figures need a look inside the encrypted payload, so a few packets are decrypted with
+the connection's own SRTP session (never handed to aiortc):
+
+* time to first frame: from just before the student's join request to the last packet of
+  the first complete VP8 keyframe (every video packet is decrypted until one has started);
+* end-to-end delay: the last packet of every video frame (the marker) is decrypted and
+  its send time (`media.read_stamp`, put there by the teacher) taken from the clock here:
+  teacher, server and students share the machine's CLOCK_MONOTONIC. Retransmissions (RTX
+  payload types) are neither counted as frames nor timed.
+
+``latency`` on stdin returns (and forgets) the delays and first-frame times collected
+since the previous ``latency``.
+
 Students join ``--batch`` at a time (each holds its slot until connected). ``stats`` on
 stdin prints the counters as one JSON line; ``quit``, end of stdin, SIGTERM or the
 deadline end the process.
@@ -22,14 +35,20 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 from typing import Any
 
 import aiohttp
+import pylibsrtp
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from loadtests import common
+from loadtests.media import read_stamp
+from sfu.codecs import is_keyframe
+from sfu.rtp import RtpError, parse_rtp
 
 POLL_S = 20.0
+MAX_SAMPLES = 200_000  # delays kept per process between two `latency` commands
 
 
 class Student:
@@ -40,11 +59,17 @@ class Student:
         "bytes",
         "connected",
         "error",
+        "first_frame_ns",
+        "join_ns",
         "joined",
+        "key_started",
         "name",
         "packets",
         "pc",
+        "rtx_pts",
+        "srtp",
         "streams",
+        "unprotect_errors",
         "video_bytes",
         "video_frames",
         "video_packets",
@@ -58,6 +83,11 @@ class Student:
         self.video_packets = self.video_frames = self.audio_packets = 0
         self.video_bytes = 0
         self.video_pts: frozenset[int] = frozenset()
+        self.rtx_pts: frozenset[int] = frozenset()
+        self.srtp: Any = None  # the DTLS transport, whose SRTP session exists once connected
+        self.join_ns = self.first_frame_ns = 0
+        self.key_started = False
+        self.unprotect_errors = 0
         # SSRC -> [highest extended sequence number, first one]: loss as RFC 3550 counts it
         self.streams: dict[bytes, list[int]] = {}
         self.joined = self.connected = False
@@ -71,6 +101,70 @@ def video_payload_types(sdp: str) -> frozenset[int]:
         if line.startswith("m=video "):
             types.update(int(pt) for pt in line.split()[3:] if pt.isdigit())
     return frozenset(types)
+
+
+def rtx_payload_types(sdp: str) -> frozenset[int]:
+    """Payload types the offer maps to ``rtx`` (retransmissions, not new frames)."""
+    types: set[int] = set()
+    for line in sdp.splitlines():
+        if line.startswith("a=rtpmap:") and " rtx/" in line.lower():
+            head = line[len("a=rtpmap:") :].split(" ", 1)[0]
+            if head.isdigit():
+                types.add(int(head))
+    return frozenset(types)
+
+
+class Samples:
+    """Delays (µs) and first-frame times (ms) of one process, until the parent takes them."""
+
+    def __init__(self) -> None:
+        self.delays_us: list[int] = []
+        self.first_frames_ms: list[float] = []
+        self.dropped = 0
+
+    def delay(self, sent_ns: int) -> None:
+        if len(self.delays_us) < MAX_SAMPLES:
+            self.delays_us.append((time.monotonic_ns() - sent_ns) // 1000)
+        else:
+            self.dropped += 1
+
+    def take(self) -> dict[str, Any]:
+        out = {
+            "delays_us": self.delays_us,
+            "first_frames_ms": self.first_frames_ms,
+            "dropped": self.dropped,
+        }
+        self.delays_us, self.first_frames_ms, self.dropped = [], [], 0
+        return out
+
+
+SAMPLES = Samples()
+
+
+def inspect_video(s: Student, data: bytes, marker: bool) -> None:
+    """Decrypt what the two figures need: every video packet until the first keyframe has
+    started, then only the last packet of each frame."""
+    if s.key_started and not marker:
+        return
+    session = getattr(s.srtp, "_rx_srtp", None)
+    if session is None:
+        return
+    try:
+        plain = session.unprotect(data)
+        header = parse_rtp(plain)
+    except (pylibsrtp.Error, RtpError):
+        s.unprotect_errors += 1
+        return
+    if not s.key_started:
+        payload = plain[header.payload_start : header.payload_end]
+        s.key_started = is_keyframe("video/vp8", payload)
+    if marker:
+        if s.key_started and not s.first_frame_ns:
+            s.first_frame_ns = time.monotonic_ns()
+            SAMPLES.first_frames_ms.append((s.first_frame_ns - s.join_ns) / 1e6)
+        sent = read_stamp(plain[: header.payload_end])
+        if sent is not None:
+            SAMPLES.delay(sent)
 
 
 def tap(student: Student) -> int:
@@ -93,11 +187,14 @@ def tap(student: Student) -> int:
                 s.packets += 1
                 s.bytes += len(data)
                 b1 = data[1]
-                if (b1 & 0x7F) in s.video_pts:
+                pt = b1 & 0x7F
+                if pt in s.video_pts:
                     s.video_packets += 1
                     s.video_bytes += len(data)
-                    if b1 & 0x80:  # marker: last packet of a frame
-                        s.video_frames += 1
+                    if pt not in s.rtx_pts:
+                        if b1 & 0x80:  # marker: last packet of a frame
+                            s.video_frames += 1
+                        inspect_video(s, data, bool(b1 & 0x80))
                 else:
                     s.audio_packets += 1
                 seq = (data[2] << 8) | data[3]
@@ -147,8 +244,11 @@ class Classroom:
                 raise RuntimeError(f"/offer: {r.status} {await r.text()}")
             offer = await r.json()
         s.video_pts = video_payload_types(offer["sdp"])
+        s.rtx_pts = rtx_payload_types(offer["sdp"])
         await s.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
         await s.pc.setLocalDescription(await s.pc.createAnswer())
+        if s.srtp is None:
+            s.srtp = next((t.receiver.transport for t in s.pc.getTransceivers()), None)
         tap(s)  # gathered by now; nothing but STUN can have arrived yet
         await self._post("/answer", {"participant": s.name, "sdp": s.pc.localDescription.sdp})
         return int(offer["version"])
@@ -160,6 +260,7 @@ class Classroom:
 
         try:
             async with self.batch:
+                s.join_ns = time.monotonic_ns()
                 await self._post("/join", {"participant": s.name})
                 s.joined = True
                 version = 0
@@ -191,9 +292,13 @@ class Classroom:
             "video_bytes": sum(s.video_bytes for s in students),
             "video_frames": sum(s.video_frames for s in students),
             "audio_packets": sum(s.audio_packets for s in students),
+            "first_frames": sum(bool(s.first_frame_ns) for s in students),
+            "unprotect_errors": sum(s.unprotect_errors for s in students),
             # packets the senders numbered, first to highest received, on every stream
             "expected": sum(h - b + 1 for s in students for h, b in s.streams.values()),
-            "per_student": [[s.packets, s.video_frames, s.audio_packets] for s in students],
+            "per_student": [
+                [s.packets, s.video_frames, s.audio_packets, len(s.streams)] for s in students
+            ],
             "errors": len(errors),
             "first_error": errors[0] if errors else "",
             "cpu_s": common.cpu_seconds(os.getpid()),
@@ -210,6 +315,8 @@ class Classroom:
             async def handle(command: str) -> dict[str, Any] | None:
                 if command == "stats":
                     return self.stats()
+                if command == "latency":
+                    return SAMPLES.take()
                 return {"error": f"unknown command {command!r}"}
 
             try:

@@ -3,7 +3,9 @@
     python -m loadtests.teacher --server http://127.0.0.1:PORT [--video-bitrate BPS]
 
 Publishes looping `EncodedTrack`s of a VP8 clip (30 fps) and an Opus clip through the
-control API, so aiortc only packetizes and encrypts (no encoding). Prints
+control API, so aiortc only packetizes and encrypts (no encoding). Like a browser's encoder
+it answers the SFU's PLI/FIR with a keyframe at once (the clip's next one), and every video
+frame carries its send time (`media.STAMP`) for the students' end-to-end delay. Prints
 ``{"published": true, ...}`` once connected, then answers ``stats`` on stdin with what it
 sent; exits on ``quit``, end of stdin, SIGTERM or its deadline.
 """
@@ -34,13 +36,20 @@ def clips(video_bitrate: int, fps: int, seconds: float) -> tuple[Any, Any]:
     return video, audio
 
 
+def answer_keyframe_requests(sender: Any, track: EncodedTrack) -> None:
+    """Route the sender's PLI/FIR handling to the track: aiortc's own only flags its encoder,
+    which a pre-encoded track does not have."""
+    sender._send_keyframe = track.request_keyframe
+
+
 async def publish(args: argparse.Namespace) -> None:
     common.loopback_policy()
     logging.getLogger("aioice.ice").setLevel(logging.INFO)  # "Consent to send expired"
     video_clip, audio_clip = clips(args.video_bitrate, args.fps, args.clip_seconds)
-    video, audio = EncodedTrack(video_clip), EncodedTrack(audio_clip)
+    video = EncodedTrack(video_clip, stamp=not args.no_stamp)
+    audio = EncodedTrack(audio_clip)
     pc = common.peer_connection()
-    pc.addTrack(video)
+    answer_keyframe_requests(pc.addTrack(video), video)
     pc.addTrack(audio)
 
     @pc.on("connectionstatechange")  # type: ignore[misc]
@@ -57,13 +66,13 @@ async def publish(args: argparse.Namespace) -> None:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             url = args.server.rstrip("/")
             async with http.post(
-                f"{url}/join", json={"participant": PARTICIPANT, "publisher": True}
+                f"{url}/join", json={"participant": args.participant, "publisher": True}
             ) as r:
                 r.raise_for_status()
             async with http.post(
                 f"{url}/publish",
                 json={
-                    "participant": PARTICIPANT,
+                    "participant": args.participant,
                     "sdp": pc.localDescription.sdp,
                     "sources": sources,
                 },
@@ -87,6 +96,9 @@ async def publish(args: argparse.Namespace) -> None:
                 return {"error": f"unknown command {command!r}"}
             return {
                 "video_frames": video.frames_sent,
+                "keyframes": video.keyframes_sent,
+                "keyframes_forced": video.keyframes_forced,
+                "keyframe_requests": video.keyframe_requests,
                 "audio_frames": audio.frames_sent,
                 "video_packets": sent("video"),
                 "audio_packets": sent("audio"),
@@ -107,6 +119,10 @@ def main() -> None:
     parser.add_argument("--video-bitrate", type=int, default=1_000_000)
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--clip-seconds", type=float, default=10.0)
+    parser.add_argument("--participant", default=PARTICIPANT, help="publisher id")
+    parser.add_argument(
+        "--no-stamp", action="store_true", help="send the clip's frames without a send time"
+    )
     parser.add_argument("--deadline", type=float, default=600.0)
     args = parser.parse_args()
     common.run_child(lambda: publish(args), args.deadline)

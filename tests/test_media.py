@@ -174,6 +174,62 @@ async def test_looping_keeps_pts_monotonic(clips: dict[str, pathlib.Path]) -> No
     assert seconds_of(out[2 * len(packets)]) == pytest.approx(2 * SECONDS, abs=0.05)
 
 
+async def test_keyframe_request_jumps_ahead_with_smooth_pts(clips: dict[str, pathlib.Path]) -> None:
+    """A PLI is answered by the clip's next keyframe at once; pts carry on without a gap."""
+    packets = media.read_packets(clips["vp8"])
+    track = media.EncodedTrack(packets, "video", realtime=False, keyframe_min_interval_s=0.0)
+    out = [await track.recv() for _ in range(5)]
+    assert out[0].is_keyframe and not any(p.is_keyframe for p in out[1:])
+    track.request_keyframe()
+    forced = await track.recv()
+    assert forced.is_keyframe and track.keyframes_forced == 1
+    keyframes = [bytes(p) for p in packets if p.is_keyframe]
+    assert bytes(forced) in keyframes[1:]  # the next keyframe, not the one just sent
+    later = [await track.recv() for _ in range(3)]
+    steps = [b - a for a, b in itertools.pairwise(ticks([*out, forced, *later]))]
+    assert max(steps) <= 34 and min(steps) >= 33
+    assert track.keyframe_requests == 1 and track.keyframes_sent == 2
+
+
+async def test_keyframe_requests_are_rate_limited(clips: dict[str, pathlib.Path]) -> None:
+    """Requests closer than the minimum interval are served once it has passed, not dropped."""
+    track = media.EncodedTrack(clips["vp8"], realtime=False, keyframe_min_interval_s=0.15)
+    await track.recv()  # the clip's first keyframe, just now
+    track.request_keyframe()
+    assert not (await track.recv()).is_keyframe  # too soon: still pending
+    await asyncio.sleep(0.16)
+    assert (await track.recv()).is_keyframe
+    assert track.keyframes_forced == 1
+    assert not (await track.recv()).is_keyframe  # served once
+
+
+async def test_stamped_frames_end_with_send_time(clips: dict[str, pathlib.Path]) -> None:
+    """A stamped track's video frames end with the send time; aiortc's packetizer puts it at
+    the end of the frame's last payload (the marker packet), where read_stamp finds it."""
+    track = media.EncodedTrack(clips["vp8"], realtime=False, stamp=True)
+    encoder = get_encoder(
+        RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000, payloadType=96)
+    )
+    original = media.read_packets(clips["vp8"])
+    found = 0
+    for plain in original[:60]:
+        before = time.monotonic_ns()
+        packet = await track.recv()
+        assert bytes(packet)[: plain.size] == bytes(plain)
+        assert packet.is_keyframe == plain.is_keyframe and packet.size == plain.size + 12
+        payloads, _ = encoder.pack(packet)
+        sent = media.read_stamp(payloads[-1])
+        if sent is None:  # the split left part of the stamp in the previous payload
+            assert len(payloads) > 1 and len(payloads[-1]) < 4 + media.STAMP.size
+            continue
+        assert before <= sent <= time.monotonic_ns()
+        found += 1
+    assert found >= 55
+    assert media.read_stamp(b"x" * 40) is None and media.read_stamp(b"") is None
+    audio = media.EncodedTrack(clips["opus"], realtime=False, stamp=True)
+    assert media.read_stamp(bytes(await audio.recv())) is None  # audio is never stamped
+
+
 async def test_no_loop_ends_with_media_stream_error(clips: dict[str, pathlib.Path]) -> None:
     track = media.EncodedTrack(clips["opus2"], loop=False, realtime=False)
     assert track.kind == "audio"
