@@ -32,8 +32,11 @@ coverage: install
 	$(PY) -m coverage run -m pytest -q
 	$(PY) -m coverage report --skip-covered --sort=cover
 
+# Forwarding curves (N = 25..400, floor, MediaRelay, seminar, Janus side by side when it can
+# run: root, `ip netns`, apt-get), then the join storm; JSON in bench-results/.
 bench: install
 	$(PY) -m loadtests.bench_sfu
+	$(PY) -m loadtests.bench_join --output bench-results/join.json
 
 # Embedded mode with the demo lesson; prints a teacher link and two student links.
 # Settings: CONFIG=path/to/sabaq.toml, or SABAQ_* variables (docs/configuration.md).

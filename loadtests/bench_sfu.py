@@ -48,7 +48,9 @@ import math
 import os
 import pathlib
 import platform
+import shutil
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -57,12 +59,19 @@ from typing import Any
 import aiohttp
 import uvloop
 
-from loadtests import common, floor
+from loadtests import common, floor, janus_server, netns
 from loadtests.teacher import clips
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"
-SERVERS = {"sfu": "loadtests.control", "relay": "loadtests.relay_baseline"}
+SERVERS = {
+    "sfu": "loadtests.control",
+    "relay": "loadtests.relay_baseline",
+    # side by side, both inside a network namespace (Janus ignores loopback for ICE)
+    "sfu-ns": "loadtests.control",
+    "janus": "loadtests.janus_control",
+}
+IN_NAMESPACE = frozenset({"sfu-ns", "janus"})
 STUDENTS_PER_PROCESS = 50
 MAX_STUDENT_PROCESSES = 8
 SATURATED_CPU_PCT = 90.0
@@ -97,6 +106,9 @@ class Child:
         self.proc = proc
         self.log = log
         self._lock = asyncio.Lock()
+        # whose CPU and memory the figures are: a server child may name another process
+        # (the Janus adapter names Janus)
+        self.measured_pid = proc.pid
 
     @property
     def pid(self) -> int:
@@ -152,9 +164,10 @@ class Child:
 class Processes:
     """The children of one stage; `close` stops them all."""
 
-    def __init__(self, tag: str, deadline: float) -> None:
+    def __init__(self, tag: str, deadline: float, ns: netns.Namespace | None = None) -> None:
         self.tag = tag
         self.deadline = deadline
+        self.ns = ns  # every child runs inside it, with its address for ICE
         self.children: list[Child] = []
 
     async def spawn(self, name: str, module: str, *args: str) -> Child:
@@ -162,14 +175,12 @@ class Processes:
         logs.mkdir(parents=True, exist_ok=True)
         log = logs / f"{self.tag}-{name}.log"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        argv = [sys.executable, "-m", module, *args, "--deadline", f"{self.deadline:.0f}"]
+        if self.ns is not None:
+            argv, env = self.ns.argv(argv), self.ns.env(env)
         with log.open("wb") as err:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                module,
-                *args,
-                "--deadline",
-                f"{self.deadline:.0f}",
+                *argv,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
@@ -210,6 +221,8 @@ class Options:
     floor: bool = True
     seminar_publishers: int = 8
     seminar_receivers: int = 12
+    janus_n: tuple[int, ...] = ()
+    install_janus: bool = True
 
 
 @dataclass
@@ -249,6 +262,8 @@ async def snapshot(
     server: Child,
     teachers: list[Child],
     students: list[Child],
+    ns: netns.Namespace | None = None,
+    tries: int = SNAPSHOT_TRIES,
 ) -> Snapshot:
     """Everything at one instant: the students' counters are read between two readings of
     the server's, and only kept when the server sent nothing in between (it sends in bursts,
@@ -260,9 +275,9 @@ async def snapshot(
             r.raise_for_status()
             return dict(await r.json())
 
-    for attempt in range(SNAPSHOT_TRIES):
+    for attempt in range(tries):
         t = time.monotonic()
-        server_user, server_sys = common.cpu_times(server.pid)
+        server_user, server_sys = common.cpu_times(server.measured_pid)
         first = await server_stats()
         replies = await asyncio.gather(*(c.request("stats") for c in [*teachers, *students]))
         second = await server_stats()
@@ -280,8 +295,8 @@ async def snapshot(
         server_sys=server_sys,
         teacher_cpu=sum(common.cpu_seconds(t.pid) for t in teachers),
         student_cpu=[common.cpu_seconds(s.pid) for s in students],
-        snmp=common.udp_snmp(),
-        server_drops=common.udp_socket_drops([server.pid])["drops"],
+        snmp=ns.udp_snmp() if ns is not None else common.udp_snmp(),
+        server_drops=common.udp_socket_drops([server.measured_pid])["drops"],
         student_drops=common.udp_socket_drops([s.pid for s in students])["drops"],
         teacher_drops=common.udp_socket_drops([t.pid for t in teachers])["drops"],
         exact=exact,
@@ -347,12 +362,15 @@ async def run_stage(design: str, n: int, opts: Options, publishers: int = 1) -> 
     join_timeout = 30.0 + 0.3 * n * publishers
     deadline = 90.0 + opts.settle + opts.warmup + opts.window + join_timeout
     tag = f"{design}-n{n}" if publishers == 1 else f"{design}-seminar{publishers}x{n}"
-    procs = Processes(tag, deadline)
+    ns = netns.Namespace() if design in IN_NAMESPACE else None
+    procs = Processes(tag, deadline, ns)
     started = time.monotonic()
     try:
-        server = await procs.spawn("server", SERVERS[design])
+        host_args = ["--host", ns.address] if ns is not None else []
+        server = await procs.spawn("server", SERVERS[design], *host_args)
         hello = await server.message(60)
-        url = f"http://127.0.0.1:{int(hello['port'])}"
+        server.measured_pid = int(hello.get("measured_pid", server.pid))
+        url = f"http://{hello.get('host', '127.0.0.1')}:{int(hello['port'])}"
         clip = [
             "--video-bitrate",
             str(opts.video_bitrate),
@@ -384,12 +402,14 @@ async def run_stage(design: str, n: int, opts: Options, publishers: int = 1) -> 
                     await asyncio.sleep(0.1)
             await asyncio.sleep(opts.settle)
             # the server's fixed cost: the teacher's media coming in, timers, no student yet
-            base_t, base_cpu = time.monotonic(), common.cpu_seconds(server.pid)
+            base_t, base_cpu = time.monotonic(), common.cpu_seconds(server.measured_pid)
             await asyncio.sleep(opts.base_window)
             base_pct = (
-                100.0 * (common.cpu_seconds(server.pid) - base_cpu) / (time.monotonic() - base_t)
+                100.0
+                * (common.cpu_seconds(server.measured_pid) - base_cpu)
+                / (time.monotonic() - base_t)
             )
-            rss_before = common.rss_kib(server.pid)
+            rss_before = common.rss_kib(server.measured_pid)
             joined_at = time.monotonic()
             students = [
                 await procs.spawn(
@@ -436,11 +456,14 @@ async def run_stage(design: str, n: int, opts: Options, publishers: int = 1) -> 
                 raise StageError(f"no student received video within {join_timeout:.0f} s")
             await asyncio.sleep(opts.warmup)
             joining = await take_samples(students)  # first frames; delays while joining
-            before = await snapshot(http, url, server, teachers, students)
+            # Janus's counters come from its admin API, a request per handle: never a
+            # consistent instant, so one reading (loss then comes from sequence numbers)
+            tries = 1 if design == "janus" else SNAPSHOT_TRIES
+            before = await snapshot(http, url, server, teachers, students, ns, tries)
             await asyncio.sleep(opts.window)
-            after = await snapshot(http, url, server, teachers, students)
+            after = await snapshot(http, url, server, teachers, students, ns, tries)
             steady = await take_samples(students)
-            rss_after = common.rss_kib(server.pid)
+            rss_after = common.rss_kib(server.measured_pid)
             procs.check_alive()
         result = measure(design, n, before, after)
         result["publishers"] = publishers
@@ -473,6 +496,8 @@ async def run_stage(design: str, n: int, opts: Options, publishers: int = 1) -> 
         return result
     finally:
         await procs.close()
+        if ns is not None:
+            ns.close()
 
 
 # --- the floor ---------------------------------------------------------------------
@@ -735,7 +760,7 @@ def measure(design: str, n: int, a: Snapshot, b: Snapshot) -> dict[str, Any]:
         "server_in_pps": round(_rate(server_in, wall), 1),
         "upstream_loss_pct": (
             round(100.0 * (1 - server_in / teacher_sent), 3)
-            if teacher_sent and design == "sfu"
+            if teacher_sent and design != "relay"
             else None
         ),
         "teacher_pps": round(_rate(teacher_sent, wall), 1),
@@ -917,6 +942,120 @@ def report(
     return "\n".join(lines), ratios
 
 
+# --- side by side with Janus ---------------------------------------------------------
+
+
+def janus_unavailable(install: bool) -> str | None:
+    """Why Janus cannot run here (None when it can): namespaces first, then the package,
+    which is installed with apt-get when allowed and possible (root, Debian's `janus`)."""
+    reason = netns.available()
+    if reason:
+        return reason
+    missing = janus_server.missing()
+    if missing and install and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing Janus: apt-get install janus ...", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "janus"]):
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                subprocess.run(command, env=env, capture_output=True, timeout=600, check=False)
+        missing = janus_server.missing()
+    return missing
+
+
+async def side_by_side(
+    opts: Options, rows: list[dict[str, Any]], failures: list[dict[str, Any]], began: float
+) -> None:
+    """Sabaq and Janus in alternating stages at every N, both inside a network namespace
+    with the same teacher and students; then the seminar, the same way."""
+    stages = [(design, n, 1) for n in opts.janus_n for design in ("sfu-ns", "janus")]
+    if opts.seminar_receivers and opts.seminar_publishers:
+        stages += [
+            (design, opts.seminar_receivers, opts.seminar_publishers)
+            for design in ("sfu-ns", "janus")
+        ]
+    for design, n, pubs in stages:
+        what = f"N={n}" if pubs == 1 else f"seminar {pubs}x{n}"
+        print(f"[{time.monotonic() - began:6.1f}s] {design} {what} ...", flush=True)
+        try:
+            row = await run_stage(design, n, opts, publishers=pubs)
+        except (
+            StageError,
+            TimeoutError,
+            aiohttp.ClientError,
+            OSError,
+            KeyError,
+            netns.NamespaceError,
+        ) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            print(f"    failed: {error}", flush=True)
+            failures.append({"design": design, "n": n, "publishers": pubs, "error": error})
+            continue
+        rows.append(row)
+        print(
+            f"    {row['us_per_packet']} µs/pkt (user {row['user_us_per_packet']}, sys "
+            f"{row['sys_us_per_packet']}), server CPU {row['server_cpu_pct']}%, "
+            f"{row['forwarded_pps']} pkts/s, loss {row['loss_pct']}%, delay p50/p99 "
+            f"{row.get('delay_p50_ms')}/{row.get('delay_p99_ms')} ms",
+            flush=True,
+        )
+
+
+def janus_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sabaq / Janus at every (N, publishers) where both were measured in the namespace."""
+    by_key = {(r["design"], r["n"], r.get("publishers", 1)): r for r in rows}
+    out = []
+    for (design, n, pubs), ours in sorted(by_key.items(), key=lambda kv: (kv[0][2], kv[0][1])):
+        theirs = by_key.get(("janus", n, pubs))
+        if design != "sfu-ns" or theirs is None:
+            continue
+
+        def ratio(key: str, a: dict[str, Any] = ours, b: dict[str, Any] = theirs) -> float | None:
+            x, y = a.get(key), b.get(key)
+            return round(x / y, 2) if x and y else None
+
+        out.append(
+            {
+                "n": n,
+                "publishers": pubs,
+                "sabaq_us_per_packet": ours.get("us_per_packet"),
+                "janus_us_per_packet": theirs.get("us_per_packet"),
+                "cpu_per_packet": ratio("us_per_packet"),
+                "user_cpu_per_packet": ratio("user_us_per_packet"),
+                "sabaq_delay_p50_ms": ours.get("delay_p50_ms"),
+                "janus_delay_p50_ms": theirs.get("delay_p50_ms"),
+                "delay_p50": ratio("delay_p50_ms"),
+                "sabaq_delay_p99_ms": ours.get("delay_p99_ms"),
+                "janus_delay_p99_ms": theirs.get("delay_p99_ms"),
+                "delay_p99": ratio("delay_p99_ms"),
+                "first_frame_p50": ratio("first_frame_p50_ms"),
+                "rss_per_student": ratio("kib_per_student"),
+            }
+        )
+    return out
+
+
+def format_janus_ratios(ratios: list[dict[str, Any]]) -> str:
+    def cell(value: Any) -> str:
+        return "-" if value is None else f"{value}"
+
+    lines = [
+        "Sabaq / Janus, same machine, same load, alternating stages in one namespace:",
+        "| N | pubs | µs/pkt Sabaq | µs/pkt Janus | CPU/pkt ratio | user CPU ratio | "
+        "delay p50 ms S / J | delay p99 ms S / J | p99 ratio | 1st frame ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in ratios:
+        lines.append(
+            f"| {r['n']} | {r['publishers']} | {cell(r['sabaq_us_per_packet'])} | "
+            f"{cell(r['janus_us_per_packet'])} | {cell(r['cpu_per_packet'])} | "
+            f"{cell(r['user_cpu_per_packet'])} | {cell(r['sabaq_delay_p50_ms'])} / "
+            f"{cell(r['janus_delay_p50_ms'])} | {cell(r['sabaq_delay_p99_ms'])} / "
+            f"{cell(r['janus_delay_p99_ms'])} | {cell(r['delay_p99'])} | "
+            f"{cell(r['first_frame_p50'])} |"
+        )
+    return "\n".join(lines)
+
+
 def plan(opts: Options) -> list[tuple[str, int]]:
     """(design, N) in order: at each N the SFU, its floor, then the relay (same conditions,
     back to back)."""
@@ -996,6 +1135,13 @@ async def run(opts: Options) -> int:
         )
         if design == "relay" and row["saturated"]:
             relay_saturated_at = n
+    janus_skipped = None
+    if opts.janus_n:
+        janus_skipped = janus_unavailable(opts.install_janus)
+        if janus_skipped:
+            print(f"Janus side by side skipped: {janus_skipped}", flush=True)
+        else:
+            await side_by_side(opts, rows, failures, began)
     if opts.seminar_receivers and opts.seminar_publishers:
         pubs, receivers = opts.seminar_publishers, opts.seminar_receivers
         print(
@@ -1020,6 +1166,10 @@ async def run(opts: Options) -> int:
     table, ratios = report(rows, failures, relay_saturated_at)
     print()
     print(table)
+    janus_table = janus_ratios(rows)
+    if janus_table:
+        print()
+        print(format_janus_ratios(janus_table))
     document = {
         "benchmark": "sfu",
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -1037,6 +1187,8 @@ async def run(opts: Options) -> int:
         "failures": failures,
         "ratios": ratios,
         "floor_ratios": floor_ratios(rows),
+        "janus_ratios": janus_table,
+        "janus_skipped": janus_skipped,
         "relay_saturated_at": relay_saturated_at,
         "table": table,
     }
@@ -1093,6 +1245,15 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "(default 8,12: 20 participants; --quick: 2,3)",
     )
     parser.add_argument("--no-seminar", action="store_true", help="skip the seminar stage")
+    parser.add_argument(
+        "--janus-n",
+        type=_int_list,
+        help="students per side-by-side stage with Janus (default: --n; --quick: 10)",
+    )
+    parser.add_argument("--no-janus", action="store_true", help="skip the Janus side by side")
+    parser.add_argument(
+        "--no-install", action="store_true", help="never apt-get install janus when missing"
+    )
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS / "sfu.json")
     args = parser.parse_args(argv)
     sfu_n = args.n or ([10] if args.quick else [25, 50, 100, 200, 400])
@@ -1122,6 +1283,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         floor=not args.no_floor,
         seminar_publishers=seminar[0],
         seminar_receivers=seminar[1],
+        janus_n=() if args.no_janus else tuple(sorted(set(args.janus_n or sfu_n))),
+        install_janus=not args.no_install,
     )
 
 

@@ -1,10 +1,13 @@
-"""Plumbing shared by the benchmark's processes: loopback-only ICE, uvloop, socket
+"""Plumbing shared by the benchmark's processes: one-address ICE, uvloop, socket
 buffers, a line-based command channel with the parent, and /proc readings.
 
-Every process of the benchmark (SFU or relay server, teacher, students) talks only to
-127.0.0.1: ICE gathers on 127.0.0.1 alone (`loopback_policy`), peer connections have no
-STUN/TURN server (`peer_connection`), and each process exits on its own when its parent
-goes away (`die_with_parent`), when stdin closes, or at its deadline (`run_child`).
+Every process of the benchmark (SFU, relay or Janus server, teacher, students) talks only
+to one address: 127.0.0.1 by default, or ``$SABAQ_BENCH_ADDRESS`` when the processes run
+inside a benchmark network namespace (`loadtests.netns`: Janus gathers no candidate on a
+loopback interface, so it needs the namespace's veth address). ICE gathers on that address
+alone (`bench_policy`), peer connections have no STUN/TURN server (`peer_connection`), and
+each process exits on its own when its parent goes away (`die_with_parent`), when stdin
+closes, or at its deadline (`run_child`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import ipaddress
 import json
 import logging
 import os
@@ -32,11 +36,52 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def loopback_policy() -> IcePolicy:
-    """ICE on 127.0.0.1 only; applied process-wide (aioice skips loopback otherwise)."""
-    policy = IcePolicy(host_addresses=["127.0.0.1"], allowed_networks=["127.0.0.0/8"])
+ADDRESS_ENV = "SABAQ_BENCH_ADDRESS"
+DEFAULT_ADDRESS = "127.0.0.1"
+# Where benchmark traffic may go: loopback, or the namespaces `loadtests.netns` creates.
+# Anything else (the machine's own network address above all) is refused.
+BENCH_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.231.0.0/16"))
+
+
+def bench_address() -> str:
+    """The one address ICE uses: ``$SABAQ_BENCH_ADDRESS``, else 127.0.0.1.
+
+    Raises ValueError for an address outside `BENCH_NETWORKS`, so that a typo cannot point a
+    load test at a real network."""
+    text = os.environ.get(ADDRESS_ENV, "").strip() or DEFAULT_ADDRESS
+    return checked_address(text, f"{ADDRESS_ENV}={text}")
+
+
+def checked_address(text: str, what: str) -> str:
+    """`text` as an address inside `BENCH_NETWORKS`; ValueError naming `what` otherwise."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"{what} is not an IP address") from None
+    if not any(address in network for network in BENCH_NETWORKS):
+        allowed = ", ".join(str(n) for n in BENCH_NETWORKS)
+        raise ValueError(f"{what} is outside the benchmark networks ({allowed})")
+    return str(address)
+
+
+def bench_network(address: str) -> str:
+    """The peers ICE may talk to: all of 127.0.0.0/8 for loopback, else the address's /24
+    (the veth subnet of a benchmark namespace)."""
+    if ipaddress.ip_address(address).is_loopback:
+        return "127.0.0.0/8"
+    return str(ipaddress.ip_network(f"{address}/24", strict=False))
+
+
+def bench_policy() -> IcePolicy:
+    """ICE on the benchmark address only; applied process-wide (aioice skips loopback
+    interfaces otherwise, and would gather on every other interface)."""
+    address = bench_address()
+    policy = IcePolicy(host_addresses=[address], allowed_networks=[bench_network(address)])
     policy.apply()
     return policy
+
+
+loopback_policy = bench_policy  # the historical name, still used by the teacher and students
 
 
 def peer_connection() -> RTCPeerConnection:
@@ -157,6 +202,8 @@ def run_child(main: Callable[[], Awaitable[None]], deadline_s: float) -> None:
     code = 0
     try:
         uvloop.run(bounded())
+    except SystemExit as exc:  # a refusal already explained on stderr: no traceback
+        code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
         traceback.print_exc()
         code = 1
@@ -220,10 +267,16 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def udp_snmp() -> dict[str, int]:
-    """The Udp counters of /proc/net/snmp (InDatagrams, RcvbufErrors, ...)."""
-    with open("/proc/net/snmp") as f:
-        lines = [line.split() for line in f if line.startswith("Udp:")]
+def udp_snmp(path: str = "/proc/net/snmp") -> dict[str, int]:
+    """The Udp counters of /proc/net/snmp (InDatagrams, RcvbufErrors, ...): those of this
+    process's network namespace; /proc/PID/net/snmp gives those of PID's."""
+    with open(path) as f:
+        return udp_counters(f.read())
+
+
+def udp_counters(snmp: str) -> dict[str, int]:
+    """The Udp counters of the text of a /proc/net/snmp (a header line, then values)."""
+    lines = [line.split() for line in snmp.splitlines() if line.startswith("Udp:")]
     if len(lines) < 2:
         return {}
     return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:], strict=False)}
@@ -241,14 +294,29 @@ def _socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
+def _net_dirs(pids: Iterable[int]) -> list[str]:
+    """One /proc/PID/net per network namespace among these processes: a process's socket
+    table is that of its own namespace, which /proc/net (ours) may not be."""
+    dirs: dict[str, str] = {}
+    for pid in pids:
+        try:
+            namespace = os.readlink(f"/proc/{pid}/ns/net")
+        except OSError:
+            continue
+        dirs.setdefault(namespace, f"/proc/{pid}/net")
+    return list(dirs.values())
+
+
 def udp_socket_drops(pids: Iterable[int]) -> dict[str, int]:
     """Datagrams the kernel dropped on the UDP sockets of these processes
     (/proc/net/udp "drops": receive buffer full), and how many sockets they have."""
+    pids = list(pids)
     inodes: set[str] = set()
     for pid in pids:
         inodes |= _socket_inodes(pid)
     drops = sockets = 0
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
+    tables = [f"{d}/{name}" for d in _net_dirs(pids) for name in ("udp", "udp6")]
+    for table in tables:
         with contextlib.suppress(OSError), open(table) as f:
             next(f, None)
             for line in f:

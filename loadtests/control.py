@@ -1,9 +1,10 @@
 """The benchmark's media server: Sabaq's `Sfu` under uvloop behind a tiny control API.
 
-    python -m loadtests.control [--deadline SECONDS]
+    python -m loadtests.control [--host 127.0.0.1] [--deadline SECONDS]
 
-prints one JSON line ``{"port": P, "pid": PID, "design": "sfu"}`` and serves, on
-127.0.0.1:P only, JSON over HTTP (aiohttp):
+prints one JSON line ``{"port": P, "pid": PID, "host": HOST, "design": "sfu"}`` and serves,
+on HOST:P only, JSON over HTTP (aiohttp). HOST is 127.0.0.1 unless the benchmark runs in a
+network namespace (`loadtests.netns`), where it is the namespace's address, 10.231.0.2:
 
 * ``POST /join``     ``{"participant": id, "publisher": bool}``; a publisher may send
   camera and microphone, everyone else only receives (auto-subscribed);
@@ -15,7 +16,8 @@ prints one JSON line ``{"port": P, "pid": PID, "design": "sfu"}`` and serves, on
 * ``GET  /stats``    forwarded packets (sum over tracks), ``sfu.counters``, send errors, pid...
 
 The process exits when stdin closes, on ``quit``, on SIGTERM, at its deadline, or when its
-parent dies. `loadtests.relay_baseline` serves the same API in front of aiortc's MediaRelay.
+parent dies. `loadtests.relay_baseline` serves the same API in front of aiortc's MediaRelay,
+`loadtests.janus_control` in front of Janus's VideoRoom.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import os
 import socket
 import sys
 import time
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -45,6 +49,7 @@ from sfu import (
 ROOM = "bench"
 LAG = common.LoopLag()
 MAX_POLL_S = 30.0
+DEFAULT_HOST = "127.0.0.1"
 
 
 class Mailbox:
@@ -94,8 +99,16 @@ class Offers:
         self.box(participant).post(sdp, tracks)
 
 
+class BackendError(RuntimeError):
+    """A backend refused a request (answered 400, like the SFU's own errors)."""
+
+
 class Backend(Protocol):
-    """What the control API drives: Sabaq's SFU or the MediaRelay baseline."""
+    """What the control API drives: Sabaq's SFU, the MediaRelay baseline or Janus.
+
+    `stats` may be a coroutine function: a backend in another process (Janus) has to ask it,
+    and a copy fetched in the background would be stale. A backend may also have
+    ``hello() -> dict``, whose fields join the hello line (Janus's pid, for instance)."""
 
     design: str
     offers: Offers
@@ -110,9 +123,17 @@ class Backend(Protocol):
 
     async def leave(self, participant: str) -> None: ...
 
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> dict[str, Any] | Awaitable[dict[str, Any]]: ...
 
     async def close(self) -> None: ...
+
+
+async def backend_stats(backend: Backend) -> dict[str, Any]:
+    """The backend's stats, awaited when its `stats` is a coroutine function."""
+    stats = backend.stats()
+    if inspect.isawaitable(stats):
+        return await stats
+    return stats
 
 
 def process_stats() -> dict[str, Any]:
@@ -254,13 +275,13 @@ def make_app(backend: Backend) -> web.Application:
 
     @routes.get("/stats")
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response(backend.stats())
+        return web.json_response(await backend_stats(backend))
 
     @web.middleware
     async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
         try:
             return await handler(request)  # type: ignore[no-any-return]
-        except (SfuError, KeyError, ValueError, TypeError) as exc:
+        except (SfuError, BackendError, KeyError, ValueError, TypeError) as exc:
             return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=400)
 
     app = web.Application(middlewares=[errors], client_max_size=1 << 20)
@@ -268,23 +289,32 @@ def make_app(backend: Backend) -> web.Application:
     return app
 
 
-async def serve(backend: Backend) -> None:
-    """Serve the control API on 127.0.0.1 until the parent says quit or goes away."""
+async def serve(backend: Backend, host: str = DEFAULT_HOST) -> None:
+    """Serve the control API on `host` until the parent says quit or goes away."""
     LAG.start()
     await backend.start()
     runner = web.AppRunner(make_app(backend), access_log=None, handle_signals=False)
     await runner.setup()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((host, 0))
     sock.listen(1024)
     site = web.SockSite(runner, sock)
     await site.start()
-    common.send({"port": sock.getsockname()[1], "pid": os.getpid(), "design": backend.design})
+    hello = getattr(backend, "hello", None)
+    common.send(
+        {
+            "port": sock.getsockname()[1],
+            "pid": os.getpid(),
+            "host": host,
+            "design": backend.design,
+            **(hello() if hello is not None else {}),
+        }
+    )
 
     async def handle(command: str) -> dict[str, Any] | None:
         if command == "stats":
-            return backend.stats()
+            return await backend_stats(backend)
         return {"error": f"unknown command {command!r}"}
 
     try:
@@ -306,10 +336,19 @@ def main(argv: list[str] | None = None, backend_factory: Any = SfuBackend) -> No
         default=600.0,
         help="exit after this many seconds whatever happens",
     )
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help="address of the control API (10.231.0.2 inside a benchmark namespace)",
+    )
     args = parser.parse_args(argv)
+    try:  # the control API must not listen on a real network either
+        host = common.checked_address(args.host, f"--host {args.host}")
+    except ValueError as exc:
+        parser.error(str(exc))
 
     async def run() -> None:
-        await serve(backend_factory())
+        await serve(backend_factory(), host)
 
     common.run_child(run, args.deadline)
 
