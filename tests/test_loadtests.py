@@ -39,6 +39,7 @@ def test_bench_sfu_measures_delay_first_frames_and_seminar(tmp_path: pathlib.Pat
         "4",
         "--no-relay",
         "--no-floor",
+        "--no-janus",  # tests/test_janus_bench.py runs Janus through the same harness
         "--seminar",
         "2,2",
         "--window",
