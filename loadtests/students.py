@@ -36,6 +36,7 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -217,6 +218,58 @@ def tap(student: Student) -> int:
     return tapped
 
 
+def counters(students: list[Student]) -> dict[str, Any]:
+    """What a student process reports on ``stats``."""
+    errors = [s.error for s in students if s.error]
+    return {
+        "students": len(students),
+        "joined": sum(s.joined for s in students),
+        "connected": sum(s.connected for s in students),
+        "receiving_video": sum(s.video_frames > 0 for s in students),
+        "packets": sum(s.packets for s in students),
+        "bytes": sum(s.bytes for s in students),
+        "video_packets": sum(s.video_packets for s in students),
+        "video_bytes": sum(s.video_bytes for s in students),
+        "video_frames": sum(s.video_frames for s in students),
+        "audio_packets": sum(s.audio_packets for s in students),
+        "first_frames": sum(bool(s.first_frame_ns) for s in students),
+        "unprotect_errors": sum(s.unprotect_errors for s in students),
+        # packets the senders numbered, first to highest received, on every stream
+        "expected": sum(h - b + 1 for s in students for h, b in s.streams.values()),
+        "per_student": [
+            [s.packets, s.video_frames, s.audio_packets, len(s.streams)] for s in students
+        ],
+        "errors": len(errors),
+        "first_error": errors[0] if errors else "",
+        "cpu_s": common.cpu_seconds(os.getpid()),
+    }
+
+
+async def serve_until_quit(
+    stats: Callable[[], dict[str, Any]],
+    students: list[Student],
+    tasks: list[asyncio.Task[None]],
+) -> None:
+    """Answer ``stats`` and ``latency`` until the parent quits; then stop the students."""
+
+    async def handle(command: str) -> dict[str, Any] | None:
+        if command == "stats":
+            return stats()
+        if command == "latency":
+            return SAMPLES.take()
+        return {"error": f"unknown command {command!r}"}
+
+    try:
+        await common.serve_commands(handle)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(3):
+                await asyncio.gather(*(s.pc.close() for s in students), return_exceptions=True)
+
+
 class Classroom:
     """The students of this process."""
 
@@ -279,30 +332,7 @@ class Classroom:
             print(f"{s.name}: {s.error}", file=sys.stderr)
 
     def stats(self) -> dict[str, Any]:
-        students = self.students
-        errors = [s.error for s in students if s.error]
-        return {
-            "students": len(students),
-            "joined": sum(s.joined for s in students),
-            "connected": sum(s.connected for s in students),
-            "receiving_video": sum(s.video_frames > 0 for s in students),
-            "packets": sum(s.packets for s in students),
-            "bytes": sum(s.bytes for s in students),
-            "video_packets": sum(s.video_packets for s in students),
-            "video_bytes": sum(s.video_bytes for s in students),
-            "video_frames": sum(s.video_frames for s in students),
-            "audio_packets": sum(s.audio_packets for s in students),
-            "first_frames": sum(bool(s.first_frame_ns) for s in students),
-            "unprotect_errors": sum(s.unprotect_errors for s in students),
-            # packets the senders numbered, first to highest received, on every stream
-            "expected": sum(h - b + 1 for s in students for h, b in s.streams.values()),
-            "per_student": [
-                [s.packets, s.video_frames, s.audio_packets, len(s.streams)] for s in students
-            ],
-            "errors": len(errors),
-            "first_error": errors[0] if errors else "",
-            "cpu_s": common.cpu_seconds(os.getpid()),
-        }
+        return counters(self.students)
 
     async def run(self) -> None:
         connector = aiohttp.TCPConnector(limit=0)
@@ -312,24 +342,7 @@ class Classroom:
             tasks = [asyncio.get_running_loop().create_task(self._run(s)) for s in self.students]
             common.send({"started": len(self.students)})
 
-            async def handle(command: str) -> dict[str, Any] | None:
-                if command == "stats":
-                    return self.stats()
-                if command == "latency":
-                    return SAMPLES.take()
-                return {"error": f"unknown command {command!r}"}
-
-            try:
-                await common.serve_commands(handle)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(3):
-                        await asyncio.gather(
-                            *(s.pc.close() for s in self.students), return_exceptions=True
-                        )
+            await serve_until_quit(self.stats, self.students, tasks)
 
 
 def main() -> None:

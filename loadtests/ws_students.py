@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import pathlib
 import sys
 import time
@@ -35,7 +34,14 @@ import aiohttp
 from aiortc import RTCSessionDescription
 
 from loadtests import common
-from loadtests.students import SAMPLES, Student, rtx_payload_types, tap, video_payload_types
+from loadtests.students import (
+    Student,
+    counters,
+    rtx_payload_types,
+    serve_until_quit,
+    tap,
+    video_payload_types,
+)
 from signaling.identity import mint
 
 ISSUER, AUDIENCE = "sabaq-dev", "sabaq"  # what `sabaq serve --demo` accepts
@@ -127,22 +133,8 @@ class Storm:
             print(f"{s.name}: {s.error}", file=sys.stderr)
 
     def stats(self) -> dict[str, Any]:
-        students = self.students
-        errors = [s.error for s in students if s.error]
-        return {
-            "students": len(students),
-            "joined": sum(s.joined for s in students),
-            "connected": sum(s.connected for s in students),
-            "receiving_video": sum(s.video_frames > 0 for s in students),
-            "first_frames": sum(bool(s.first_frame_ns) for s in students),
-            "welcome_ms": [s.welcome_ms for s in students if s.welcome_ms is not None],
-            "packets": sum(s.packets for s in students),
-            "video_frames": sum(s.video_frames for s in students),
-            "unprotect_errors": sum(s.unprotect_errors for s in students),
-            "errors": len(errors),
-            "first_error": errors[0] if errors else "",
-            "cpu_s": common.cpu_seconds(os.getpid()),
-        }
+        welcome = [s.welcome_ms for s in self.students if s.welcome_ms is not None]
+        return {**counters(list(self.students)), "welcome_ms": welcome}
 
     async def run(self) -> None:
         connector = aiohttp.TCPConnector(limit=0)
@@ -151,28 +143,13 @@ class Storm:
             tasks = [loop.create_task(self._run(http, j, s)) for j, s in enumerate(self.students)]
             common.send({"started": len(self.students)})
 
-            async def handle(command: str) -> dict[str, Any] | None:
-                if command == "stats":
-                    return self.stats()
-                if command == "latency":
-                    return SAMPLES.take()
-                return {"error": f"unknown command {command!r}"}
-
             try:
-                await common.serve_commands(handle)
+                await serve_until_quit(self.stats, list(self.students), tasks)
             finally:
                 for s in self.students:
                     if s.ws is not None:
                         with contextlib.suppress(Exception):
                             await s.ws.close()
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(3):
-                        await asyncio.gather(
-                            *(s.pc.close() for s in self.students), return_exceptions=True
-                        )
 
 
 def main() -> None:
